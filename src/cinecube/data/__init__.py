@@ -1,0 +1,1 @@
+"""Training data: procedural worlds and batching."""

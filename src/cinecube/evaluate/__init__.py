@@ -1,0 +1,1 @@
+"""Evaluation: prompt adherence and metrics."""
