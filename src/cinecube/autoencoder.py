@@ -1,0 +1,74 @@
+"""The video compression network interface, and the pixel-space implementation.
+
+The pipeline and the training loop see only `Autoencoder`: frames in, latents out, and the
+sizes that are allowed. The trained causal 3D autoencoder implements the same interface and
+drops in without touching the transformer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .config import AutoencoderConfig
+
+
+class Autoencoder(nn.Module, ABC):
+    """video (3, T, H, W) in [-1, 1]  <->  latent (C, T', H', W')."""
+
+    config: AutoencoderConfig
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    def latent_frames(self, frames: int) -> int:
+        """Causal temporal compression: the first frame alone, then groups of temporal_factor."""
+        return 1 + (frames - 1) // self.config.temporal_factor
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        return 1 + (latent_frames - 1) * self.config.temporal_factor
+
+    def valid_frames(self, frames: int) -> bool:
+        return frames >= 1 and (frames - 1) % self.config.temporal_factor == 0
+
+    @abstractmethod
+    def encode(self, video: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def decode(self, latent: Tensor) -> Tensor: ...
+
+
+class PixelAutoencoder(Autoencoder):
+    """The identity: latents are the frames themselves, scaled to [-1, 1]."""
+
+    def __init__(self, config: AutoencoderConfig | None = None):
+        super().__init__()
+        self.config = config or AutoencoderConfig()
+        if (self.config.latent_channels, self.config.temporal_factor, self.config.spatial_factor) != (3, 1, 1):
+            raise ValueError("the pixel autoencoder has 3 channels and no compression")
+
+    def encode(self, video: Tensor) -> Tensor:
+        return video
+
+    def decode(self, latent: Tensor) -> Tensor:
+        return latent.clamp(-1, 1)
+
+
+def build_autoencoder(config: AutoencoderConfig) -> Autoencoder:
+    if config.kind == "pixel":
+        return PixelAutoencoder(config)
+    raise ValueError(f"unknown autoencoder kind {config.kind!r}; allowed: 'pixel'")
+
+
+def frames_to_tensor(frames: np.ndarray) -> Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def tensor_to_frames(video: Tensor) -> np.ndarray:
+    """float (3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3)."""
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()

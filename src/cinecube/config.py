@@ -1,0 +1,183 @@
+"""Typed configurations with named presets.
+
+A checkpoint stores its `ModelConfig` as JSON next to the weights, so the checkpoint alone
+rebuilds the model. Presets are plain dataclass instances in a dict: no registries, no
+environment variables, no `get(key, default)` lookups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The diffusion transformer's shape."""
+
+    width: int = 256               # model dimension D
+    depth: int = 6                 # number of blocks
+    heads: int = 4                 # attention heads (head dim = width / heads)
+    mlp_ratio: float = 4.0
+    text_dim: int = 384            # width of the text encoder's token embeddings
+    rope_theta: float = 100.0      # small grids want a small base so low frequencies still turn
+    # How the head dimension is split between the (t, h, w) rotary axes, as fractions.
+    rope_axes: tuple[float, float, float] = (0.25, 0.375, 0.375)
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads != 0:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if (self.width // self.heads) % 2 != 0:
+            raise ValueError("head dimension must be even for rotary embeddings")
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Which video compression network turns frames into latents.
+
+    `kind="pixel"` is the identity map (frames in [-1, 1] are the latents); the trained
+    causal 3D autoencoder plugs in here with its own kind.
+    """
+
+    kind: str = "pixel"
+    latent_channels: int = 3
+    temporal_factor: int = 1       # frames per latent frame (after the first, for causal AEs)
+    spatial_factor: int = 1        # pixels per latent cell along each side
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The training objective: a probability path and what the network predicts."""
+
+    path: str = "flow"             # "flow" (rectified flow) or "vp" (DDPM, cosine schedule)
+    prediction: str = "x0"         # flow: "velocity" | "x0";  vp: "noise" | "v" | "x0"
+    # Logit-normal timestep sampling (SD3): t = sigmoid(N(mean, std)).
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    # Resolution-dependent shift: more tokens carry more redundant signal, so they need more
+    # noise to be destroyed. shift = sqrt(tokens / shift_base_tokens), clamped to [1, max].
+    shift_base_tokens: int = 256
+    shift_max: float = 3.0
+    min_t_for_x0: float = 0.05     # clamp when converting an x0 prediction to velocity
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model from its weights."""
+
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    patch_size: tuple[int, int, int] = (2, 4, 4)   # (pt, ph, pw) in latent cells
+    max_frames: int = 32
+    max_side: int = 512                             # pixels, per side
+    max_tokens: int = 16384                         # per video, to refuse over-long requests
+    text_max_tokens: int = 64
+
+    @property
+    def latent_channels(self) -> int:
+        return self.autoencoder.latent_channels
+
+    @property
+    def patch_dim(self) -> int:
+        pt, ph, pw = self.patch_size
+        return self.latent_channels * pt * ph * pw
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one training run goes. Saved in every checkpoint next to the model config."""
+
+    steps: int = 1000
+    tokens_per_step: int = 4096           # token budget that fills each step (packing)
+    max_tokens_per_video: int = 1024      # a drawn video above this is re-drawn smaller
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    bf16: bool = False                    # autocast; only where the processor supports it well
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    world_max_frames: int = 16
+    world_canvases: tuple[tuple[int, int], ...] = ()   # empty: the world's training canvases
+    world_frame_counts: tuple[int, ...] = ()            # empty: the world's training frame counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) frozen dataclass from `asdict` output; JSON lists become tuples."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        nested = _NESTED.get((cls.__name__, name))
+        kwargs[name] = _from_dict(nested, value) if nested is not None else _to_tuples(value)
+    return cls(**kwargs)
+
+
+def _to_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuples(v) for v in value)
+    return value
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("ModelConfig", "transformer"): TransformerConfig,
+    ("ModelConfig", "autoencoder"): AutoencoderConfig,
+    ("ModelConfig", "diffusion"): DiffusionConfig,
+}
+
+
+# Named presets. `tiny` is for tests (seconds), `small` is the bundled default trained on a
+# 2-core CPU, `base` and `large` are for GPUs.
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        transformer=TransformerConfig(width=64, depth=2, heads=2),
+        text_max_tokens=32,
+    ),
+    "small": ModelConfig(
+        transformer=TransformerConfig(width=256, depth=6, heads=4),
+    ),
+    "base": ModelConfig(
+        transformer=TransformerConfig(width=768, depth=12, heads=12, rope_theta=10000.0),
+    ),
+    "large": ModelConfig(
+        transformer=TransformerConfig(width=1152, depth=28, heads=16, rope_theta=10000.0),
+    ),
+}
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(steps=200, tokens_per_step=1024, max_tokens_per_video=512, warmup_steps=20,
+                        sample_every=100, checkpoint_every=50, world_max_frames=8),
+    "small": TrainConfig(steps=20000, tokens_per_step=4096, max_tokens_per_video=1024, warmup_steps=300),
+    "base": TrainConfig(steps=200000, tokens_per_step=65536, max_tokens_per_video=16384, lr=2e-4,
+                        warmup_steps=2000, bf16=True, world_max_frames=32),
+    "large": TrainConfig(steps=400000, tokens_per_step=131072, max_tokens_per_video=16384, lr=1e-4,
+                         warmup_steps=5000, bf16=True, world_max_frames=32),
+}

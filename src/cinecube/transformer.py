@@ -1,0 +1,257 @@
+"""The diffusion transformer, top to bottom in one file.
+
+A pure function of its inputs; it knows nothing about noise schedules:
+
+    prediction = model(tokens, positions, segment_ids, timesteps, text, text_mask)
+
+    tokens       (N, P)     N packed spacetime-patch tokens of P = C*pt*ph*pw values
+    positions    (N, 3)     (t, h, w) of each token inside its own video -> 3D rotary embedding
+    segment_ids  (N,)       which video each token belongs to; sorted, contiguous, 0..S-1
+    timesteps    (N,)       a diffusion time per token (clean conditioning frames use t = 0)
+    text         (S, L, E)  text-encoder token embeddings, one row per video
+    text_mask    (S, L)     True where a text token is real
+    prediction   (N, P)
+
+Blocks are adaLN-zero (DiT), modulated per token by the timestep embedding plus a pooled
+text embedding of the token's video; self-attention is block-diagonal over videos
+(packing, not padding); cross-attention goes to the video's own text tokens; queries and
+keys are RMS-normalised (QK norm). All attention goes through `varlen_attention`, the one
+place a GPU kernel (flash-attention varlen, flex attention) plugs in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+
+# ---------------------------------------------------------------------------------------
+# Attention over packed, variable-length segments
+# ---------------------------------------------------------------------------------------
+
+def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
+                     q_lengths: list[int], k_lengths: list[int]) -> Tensor:
+    """Attention where query segment i attends only to key segment i.
+
+    q (Nq, H, d), k and v (Nk, H, d); q_lengths and k_lengths split them into segments
+    (the `cu_seqlens` of flash-attention's varlen interface). Returns (Nq, H, d).
+
+    CPU path: segments with the same (query, key) lengths are stacked into one batched
+    scaled_dot_product_attention call, so no FLOP is spent on masked-out pairs.
+    """
+    out = torch.empty_like(q)
+    q_starts = [0]
+    for n in q_lengths[:-1]:
+        q_starts.append(q_starts[-1] + n)
+    k_starts = [0]
+    for n in k_lengths[:-1]:
+        k_starts.append(k_starts[-1] + n)
+
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for index, key in enumerate(zip(q_lengths, k_lengths)):
+        groups[key].append(index)
+
+    for (nq, nk), members in groups.items():
+        # (B, H, n, d) for the B segments of this shape
+        qs = torch.stack([q[q_starts[i]:q_starts[i] + nq] for i in members]).transpose(1, 2)
+        ks = torch.stack([k[k_starts[i]:k_starts[i] + nk] for i in members]).transpose(1, 2)
+        vs = torch.stack([v[k_starts[i]:k_starts[i] + nk] for i in members]).transpose(1, 2)
+        o = F.scaled_dot_product_attention(qs, ks, vs).transpose(1, 2)   # (B, nq, H, d)
+        for row, i in enumerate(members):
+            out[q_starts[i]:q_starts[i] + nq] = o[row]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Embeddings
+# ---------------------------------------------------------------------------------------
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000 like DDPM step indices). (N,) -> (N, dim)"""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class Rotary3D(nn.Module):
+    """3D rotary position embedding: the head dimension is split between the t, h, w axes."""
+
+    def __init__(self, head_dim: int, axes: tuple[float, float, float], theta: float):
+        super().__init__()
+        # Each axis gets an even number of dimensions; the remainder goes to the last axis.
+        dims = [2 * int(head_dim * a / 2) for a in axes[:2]]
+        dims.append(head_dim - sum(dims))
+        self.dims = dims
+        for name, d in zip("thw", dims):
+            freqs = theta ** (-torch.arange(0, d, 2).float() / d)   # (d/2,)
+            self.register_buffer(f"freqs_{name}", freqs, persistent=False)
+
+    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """positions (N, 3) -> cos, sin of shape (N, 1, head_dim/2) to rotate (N, H, head_dim)."""
+        angles = torch.cat([
+            positions[:, 0:1] * self.freqs_t,
+            positions[:, 1:2] * self.freqs_h,
+            positions[:, 2:3] * self.freqs_w,
+        ], dim=-1)                                            # (N, head_dim/2)
+        return angles.cos()[:, None], angles.sin()[:, None]
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate consecutive pairs of x (N, H, d) by the angles whose cos/sin are (N, 1, d/2)."""
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)   # (N, H, d/2) each
+    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+# ---------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)      # fused projection: one matmul, not three
+        self.q_norm = nn.RMSNorm(width // heads)
+        self.k_norm = nn.RMSNorm(width // heads)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], lengths: list[int]) -> Tensor:
+        n, width = x.shape
+        q, k, v = self.qkv(x).view(n, 3, self.heads, width // self.heads).unbind(1)  # (N, H, d)
+        q = apply_rotary(self.q_norm(q), *rope)
+        k = apply_rotary(self.k_norm(k), *rope)
+        o = varlen_attention(q, k, v, lengths, lengths)                              # (N, H, d)
+        return self.out(o.reshape(n, width))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.q_norm = nn.RMSNorm(width // heads)
+        self.k_norm = nn.RMSNorm(width // heads)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: Tensor, text: Tensor, lengths: list[int], text_lengths: list[int]) -> Tensor:
+        """x (N, D) packed video tokens; text (M, D) the packed real text tokens of all videos."""
+        n, width = x.shape
+        d = width // self.heads
+        q = self.q_norm(self.q(x).view(n, self.heads, d))                        # (N, H, d)
+        k, v = self.kv(text).view(text.shape[0], 2, self.heads, d).unbind(1)     # (M, H, d)
+        o = varlen_attention(q, self.k_norm(k), v, lengths, text_lengths)
+        return self.out(o.reshape(n, width))
+
+
+class Block(nn.Module):
+    """adaLN-zero transformer block with cross-attention to the text."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(width, heads)
+        self.norm_cross = nn.LayerNorm(width, eps=1e-6)
+        self.cross = CrossAttention(width, heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, width))
+        # shift, scale, gate for attention and for the MLP; zero-initialised so each block
+        # starts as the identity (adaLN-zero).
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x: Tensor, cond: Tensor, cond_index: Tensor, rope: tuple[Tensor, Tensor],
+                text: Tensor, lengths: list[int], text_lengths: list[int]) -> Tensor:
+        # The conditioning takes only a few distinct values (one per video and timestep), so
+        # the modulation MLP runs on those (U, D) rows and is gathered to tokens (N, 6D).
+        mod = self.modulation(cond)[cond_index]
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, rope, lengths)
+        x = x + self.cross(self.norm_cross(x), text, lengths, text_lengths)
+        x = x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        return x
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, width: int, patch_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.linear = nn.Linear(width, patch_dim)
+        for layer in (self.modulation[1], self.linear):   # zero output at initialisation
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, cond: Tensor, cond_index: Tensor) -> Tensor:
+        shift, scale = self.modulation(cond)[cond_index].chunk(2, dim=-1)
+        return self.linear(self.norm(x) * (1 + scale) + shift)
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+
+class DiffusionTransformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        cfg = config.transformer
+        width = cfg.width
+        self.token_in = nn.Linear(config.patch_dim, width)
+        self.time_embed = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
+        self.text_in = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, width))
+        self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.rope = Rotary3D(width // cfg.heads, cfg.rope_axes, cfg.rope_theta)
+        self.blocks = nn.ModuleList(Block(width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.final = FinalLayer(width, config.patch_dim)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module.weight.abs().sum() > 0:
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.normal_(self.time_embed[0].weight, std=0.02)
+        nn.init.normal_(self.time_embed[2].weight, std=0.02)
+
+    def forward(self, tokens: Tensor, positions: Tensor, segment_ids: Tensor, timesteps: Tensor,
+                text: Tensor, text_mask: Tensor) -> Tensor:
+        num_segments = text.shape[0]
+        # Segment and text lengths as Python ints: the one host sync of the forward pass.
+        lengths = torch.bincount(segment_ids, minlength=num_segments).tolist()
+        text_lengths = text_mask.sum(dim=1).tolist()
+        if len(lengths) != num_segments or min(lengths) == 0:
+            raise ValueError(f"segment_ids must cover 0..{num_segments - 1} (one text row per video)")
+        if min(text_lengths) == 0:
+            raise ValueError("every video needs at least one text token (encode '' for unconditional)")
+
+        # Per-token conditioning = timestep embedding + pooled text of the token's video.
+        # Computed once per distinct (video, timestep) pair: (U, D), gathered by cond_index (N,).
+        keys = torch.stack([segment_ids.to(timesteps.dtype), timesteps], dim=1)
+        unique_keys, cond_index = torch.unique(keys, dim=0, return_inverse=True)
+        mask = text_mask.to(text.dtype)[..., None]
+        pooled = (text * mask).sum(1) / mask.sum(1)                            # (S, E)
+        cond = (self.time_embed(timestep_embedding(unique_keys[:, 1], 256))
+                + self.text_pool(pooled)[unique_keys[:, 0].long()])           # (U, D)
+
+        text_tokens = self.text_in(text[text_mask])                           # (M, D) real tokens only
+        rope = self.rope(positions)
+        x = self.token_in(tokens)                                             # (N, D)
+        for block in self.blocks:
+            x = block(x, cond, cond_index, rope, text_tokens, lengths, text_lengths)
+        return self.final(x, cond, cond_index)                                # (N, P)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
