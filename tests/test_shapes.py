@@ -139,6 +139,12 @@ def test_tiny_and_odd_canvases_work():
     for h, w, t in [(8, 8, 32), (8, 40, 5), (33, 9, 1), (17, 23, 7)]:
         scene = sample_scene(rng, h, w, t, max_objects=3, count_weights=(0.0, 0.0, 1.0))
         assert render(scene).shape == (t, h, w, 3)
+        # Crowded canvases may drop objects, but those kept still do not overlap at frame 0.
+        cov = object_coverage(scene)[0]  # (n, H, W)
+        assert 1 <= len(cov) <= 3
+        if len(cov) > 1:
+            second = np.sort(cov, axis=0)[-2]  # (H, W): second-highest coverage of each pixel
+            assert np.all(second == 0)
     with pytest.raises(ValueError):
         sample_scene(rng, 7, 32, 4)
     with pytest.raises(ValueError):

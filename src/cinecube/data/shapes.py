@@ -432,6 +432,7 @@ class _Phrasebook:
     bouncing: tuple[str, ...]
     bounces: tuple[str, ...]
     start: tuple[str, ...]  # "{region}" such as "the top left", "{prep}" its preposition ("in")
+    bounce_start: tuple[str, ...]  # a bouncing object has no single direction to come "from"
     place: tuple[str, ...]  # where still objects and objects in images are
     background_short: tuple[str, ...]  # "{}" takes the background colour
     background_long: tuple[str, ...]
@@ -470,10 +471,11 @@ _TRAIN = _Phrasebook(
     moves=("moves", "goes", "slides"),
     still_short=("still", "not moving"),
     still_participle=("standing still", "staying still", "not moving"),
-    still_finite=("stays still", "does not move", "stands still"),
+    still_finite=("stays still", "stands still", "stays put"),
     bouncing=("bouncing", "bouncing off the walls"),
     bounces=("bounces off the walls", "bounces back and forth"),
     start=("from {region}", "starting {prep} {region}"),
+    bounce_start=("starting {prep} {region}",),
     place=("{prep} {region}",),
     background_short=(" on {}", ", on {}", " on a {} background", ", {} background"),
     background_long=(" on a {} background", ", on a {} background", " over a plain {} background"),
@@ -495,6 +497,7 @@ _HELDOUT = _Phrasebook(
     bouncing=("ricocheting around", "rebounding off the edges"),
     bounces=("bounces around", "ricochets around the frame", "rebounds off the edges"),
     start=("beginning near {region}", "out of {region}"),
+    bounce_start=("beginning near {region}",),
     place=("near {region}", "over {prep} {region}"),
     background_short=(" against {}", " against a {} backdrop", " (backdrop: {})"),
     background_long=(" against a {} backdrop", ", set against a {} backdrop", ", with a {} backdrop"),
@@ -548,6 +551,8 @@ def _short_object(
     if image:
         return noun
     if obj.motion == "still":
+        if rng.random() < 0.5:
+            return f"{noun} {_pick(rng, book.still_participle)}"
         return f"{noun}, {_pick(rng, book.still_short)}"
     if obj.motion == "bouncing":
         return f"{noun} {_pick(rng, book.bouncing)}"
@@ -564,11 +569,12 @@ def _detailed_object(obj: ObjectSpec, book: _Phrasebook, rng: np.random.Generato
         verb = _pick(rng, book.still_finite)
         return f"{noun} {verb} {_pick(rng, book.place).format(region=region, prep=prep)}"
     speed = _pick(rng, book.speeds[obj.speed_word]) if obj.speed_word else ""
-    start = _pick(rng, book.start).format(region=region, prep=prep)
     if obj.motion == "bouncing":
+        start = _pick(rng, book.bounce_start).format(region=region, prep=prep)
         verb = _pick(rng, book.bounces)
         parts = [noun, verb, speed, start] if rng.random() < 0.5 else [noun, speed, verb, start]
         return " ".join(p for p in parts if p)
+    start = _pick(rng, book.start).format(region=region, prep=prep)
     verb = _pick(rng, book.moves)
     if rng.random() < 0.5:
         # After a start place a bare "left" reads badly ("from the right side left"), so use
@@ -612,11 +618,11 @@ def describe(
         text = body + background + "."
         return text[0].upper() + text[1:]
 
-    article = bool(rng.random() < 0.5)
+    frame = _pick(rng, book.image_short) if image else "{}"
+    # "an image of a red circle", never "an image of red circle".
+    article = " of {}" in frame or bool(rng.random() < 0.5)
     phrases = [_short_object(o, book, rng, image, article) for o in scene.objects]
-    body = _join(phrases, _pick(rng, book.join_short))
-    if image:
-        body = _pick(rng, book.image_short).format(body)
+    body = frame.format(_join(phrases, _pick(rng, book.join_short)))
     background = _pick(rng, book.background_short).format(scene.background) if mention_background else ""
     return body + background
 
