@@ -127,6 +127,33 @@ def test_written_files_have_normal_permissions(tmp_path):
     assert os.stat(path).st_mode & 0o644 == 0o644  # not the 0o600 of a temporary file
 
 
+@pytest.mark.parametrize(
+    "name, codec, pix_fmt",
+    [("clip.webm", "libvpx", "yuv420p"), ("clip.avi", "mpeg4", "yuv420p"), ("clip.mov", "mpeg4", "yuv420p")],
+)
+def test_other_containers_are_read(tmp_path, name, codec, pix_fmt):
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"FFmpeg build without {codec}")
+    video = _smooth_video(t=6, h=32, w=48)
+    path = tmp_path / name
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.height, stream.width, stream.pix_fmt = 32, 48, pix_fmt
+        for frame in video:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frames, fps = read_video(path)
+    assert frames.shape == video.shape
+    assert fps == pytest.approx(10.0)
+    assert _psnr(frames, video) > 20.0
+    info = video_info(path)
+    assert (info["frames"], info["height"], info["width"]) == (6, 32, 48)
+
+
 # ---------------------------------------------------------------- refused writes
 
 
@@ -197,6 +224,16 @@ def test_unwritable_folder_raises(tmp_path):
         assert os.listdir(folder) == []
     finally:
         folder.chmod(0o700)
+
+
+def test_permission_denied_is_reported_as_not_writable(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(video_io.tempfile, "mkstemp", denied)
+    with pytest.raises(VideoIOError, match="is not writable"):
+        write_video(tmp_path / "clip.mp4", _smooth_video(t=2))
+    assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif", ".png"])
