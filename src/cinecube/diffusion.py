@@ -145,15 +145,26 @@ class Objective:
         target = {"noise": noise, "v": alpha * noise - sigma * x0, "x0": x0}[cfg.prediction]
         return (output - target) ** 2
 
-    def velocity(self, model: ModelFn, z: Tensor, t: Tensor) -> Tensor:
-        """Flow velocity at flow-path state z and flow time t (per token, broadcastable)."""
+    def model_input(self, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Flow-path state z at flow time t -> (network input, network time) in the path's own terms."""
+        if self.config.path == "flow":
+            return z, t
+        s = vp_time_from_flow_time(t)
+        alpha, sigma = vp_alpha_sigma(s)
+        return z * (alpha + sigma), s
+
+    def velocity_from_output(self, output: Tensor, z: Tensor, t: Tensor) -> Tensor:
+        """The network's output for `model_input(z, t)` -> flow velocity at (z, t)."""
         cfg = self.config
         if cfg.path == "flow":
-            output = model(z, t)
             if cfg.prediction == "velocity":
                 return output
             return flow_velocity_from_x0(z, output, t, cfg.min_t_for_x0)
         s = vp_time_from_flow_time(t)
         alpha, sigma = vp_alpha_sigma(s)
-        x0, _ = vp_x0_noise(z * (alpha + sigma), model(z * (alpha + sigma), s), s, cfg.prediction)
+        x0, _ = vp_x0_noise(z * (alpha + sigma), output, s, cfg.prediction)
         return flow_velocity_from_x0(z, x0, t, 1e-4)
+
+    def velocity(self, model: ModelFn, z: Tensor, t: Tensor) -> Tensor:
+        """Flow velocity at flow-path state z and flow time t (per token, broadcastable)."""
+        return self.velocity_from_output(model(*self.model_input(z, t)), z, t)

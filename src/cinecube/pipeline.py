@@ -1,0 +1,197 @@
+"""Prompt -> video.
+
+    pipe = Pipeline.from_pretrained()                 # the bundled default model
+    video = pipe("a red circle moving right on a black background", frames=16, height=64, width=64)
+    video.save("out.mp4")
+
+The pipeline validates the request, encodes the prompt, samples noise on the token grid of the
+wanted size, integrates the flow ODE with classifier-free guidance, unpacks the tokens and
+decodes the latents into frames. Safety and provenance stages chain after decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .autoencoder import Autoencoder, build_autoencoder, tensor_to_frames
+from .config import ModelConfig
+from .diffusion import Objective, flow_timesteps, resolution_shift
+from .errors import InvalidRequestError, VideoIOError
+from .patches import PackedBatch, grid_positions, token_grid, unpack
+from .sampling import SAMPLERS, classifier_free_guidance
+from .text import TextEncoder, get_text_encoder
+from .train.checkpoint import load_checkpoint, load_weights_into
+from .transformer import DiffusionTransformer
+
+OUTPUT_SUFFIXES = (".mp4", ".gif", ".png")
+DEFAULT_FPS = 8.0
+
+
+def default_model_dir() -> Path:
+    """The bundled default model shipped inside the package."""
+    return Path(str(resources.files("cinecube") / "weights" / "default"))
+
+
+@dataclass
+class GeneratedVideo:
+    frames: np.ndarray            # (T, H, W, 3) uint8
+    prompt: str
+    seed: int
+    fps: float = DEFAULT_FPS
+    info: dict = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from .video_io import write_video
+
+        check_output_path(path, self.frames.shape[0])
+        return write_video(path, self.frames, fps=self.fps)
+
+
+def check_output_path(path: str | os.PathLike, frames: int) -> None:
+    """Refuse an output path before any work is done: suffix, folder, writability."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise VideoIOError(f"output '{path}': unknown suffix '{suffix}'; allowed: {', '.join(OUTPUT_SUFFIXES)}")
+    if suffix == ".png" and frames != 1:
+        raise VideoIOError(f"output '{path}': a .png holds one frame, the request has {frames}; use .mp4 or .gif")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise VideoIOError(f"output '{path}': folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK):
+        raise VideoIOError(f"output '{path}': folder '{folder}' is not writable")
+
+
+def allowed_sizes_message(config: ModelConfig, autoencoder: Autoencoder) -> str:
+    grid = autoencoder.config.spatial_factor * config.patch_size[1]
+    tf = autoencoder.config.temporal_factor
+    frames = "1.." + str(config.max_frames) if tf == 1 else f"1 + {tf}k up to {config.max_frames}"
+    return (f"height and width: multiples of {grid} from {grid} to {config.max_side}; "
+            f"frames: {frames}; at most {config.max_tokens} tokens per video")
+
+
+class Pipeline:
+    def __init__(self, model: DiffusionTransformer, autoencoder: Autoencoder,
+                 text_encoder: TextEncoder, name: str = "cinecube", weights_sha256: str = ""):
+        self.model = model.eval()
+        self.autoencoder = autoencoder.eval()
+        self.text_encoder = text_encoder
+        self.config: ModelConfig = model.config
+        self.objective = Objective(self.config.diffusion)
+        self.name = name
+        self.weights_sha256 = weights_sha256
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str = "cpu") -> "Pipeline":
+        """Load a checkpoint folder or run folder; the bundled default when path is None."""
+        checkpoint = load_checkpoint(path if path is not None else default_model_dir())
+        model = DiffusionTransformer(checkpoint.model_config)
+        load_weights_into(model, checkpoint.weights, str(checkpoint.path))
+        autoencoder = build_autoencoder(checkpoint.model_config.autoencoder)
+        digest = hashlib.sha256((checkpoint.path / "model.safetensors").read_bytes()).hexdigest()
+        text = get_text_encoder(checkpoint.model_config.text_max_tokens)
+        name = "default" if path is None else checkpoint.path.name
+        return cls(model.to(device), autoencoder.to(device), text, name=name, weights_sha256=digest)
+
+    # --------------------------------------------------------------------------- validation
+
+    def validate(self, prompt: str, frames: int, height: int, width: int, steps: int, guidance: float) -> None:
+        cfg = self.config
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequestError("prompt is empty: describe the video you want, e.g. "
+                                      "'a red circle moving right on a black background'")
+        n_tokens = self.text_encoder.token_count(prompt)
+        if n_tokens > cfg.text_max_tokens:
+            raise InvalidRequestError(f"prompt is {n_tokens} tokens long; the maximum is {cfg.text_max_tokens}")
+        allowed = allowed_sizes_message(cfg, self.autoencoder)
+        grid = self.autoencoder.config.spatial_factor * cfg.patch_size[1]
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or value < grid or value > cfg.max_side or value % grid:
+                raise InvalidRequestError(f"{name} {value} is not allowed; {allowed}")
+        if (not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames
+                or not self.autoencoder.valid_frames(frames)):
+            raise InvalidRequestError(f"frames {frames} is not allowed; {allowed}")
+        tokens = self.num_tokens(frames, height, width)
+        if tokens > cfg.max_tokens:
+            raise InvalidRequestError(f"{frames}x{height}x{width} is {tokens} tokens; {allowed}")
+        if not isinstance(steps, int) or not 1 <= steps <= 1000:
+            raise InvalidRequestError(f"steps {steps} is not allowed; use 1..1000")
+        if not 0.0 <= guidance <= 30.0:
+            raise InvalidRequestError(f"guidance {guidance} is not allowed; use 0..30 (1 = no guidance)")
+
+    def num_tokens(self, frames: int, height: int, width: int) -> int:
+        return tokens_for_size(self.config, self.autoencoder, frames, height, width)
+
+    # --------------------------------------------------------------------------- generation
+
+    def __call__(self, prompt: str, frames: int = 16, height: int = 64, width: int = 64, *,
+                 steps: int = 25, guidance: float = 3.0, seed: int = 0, sampler: str = "euler",
+                 progress: bool = True) -> GeneratedVideo:
+        self.validate(prompt, frames, height, width, steps, guidance)
+        if sampler not in SAMPLERS:
+            raise InvalidRequestError(f"sampler {sampler!r} is not allowed; use one of {sorted(SAMPLERS)}")
+        video = generate_video(self.model, self.autoencoder, self.text_encoder, prompt, frames, height,
+                               width, steps=steps, guidance=guidance, seed=seed, sampler=sampler,
+                               progress=progress)
+        info = {"model": self.name, "weights_sha256": self.weights_sha256, "steps": steps,
+                "guidance": guidance, "sampler": sampler}
+        return GeneratedVideo(tensor_to_frames(video), prompt, seed, info=info)
+
+
+def tokens_for_size(config: ModelConfig, autoencoder: Autoencoder, frames: int, height: int, width: int) -> int:
+    """How many transformer tokens a video of this pixel size becomes."""
+    s = autoencoder.config.spatial_factor
+    gt, gh, gw = token_grid((autoencoder.latent_frames(frames), height // s, width // s), config.patch_size)
+    return gt * gh * gw
+
+
+@torch.no_grad()
+def generate_video(model: DiffusionTransformer, autoencoder: Autoencoder, text_encoder: TextEncoder,
+                   prompt: str, frames: int, height: int, width: int, *, steps: int = 25,
+                   guidance: float = 3.0, seed: int = 0, sampler: str = "euler",
+                   progress: bool = False) -> Tensor:
+    """Sample one video; returns (3, frames, height, width) in [-1, 1]. No validation here."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    objective = Objective(cfg.diffusion)
+    s = autoencoder.config.spatial_factor
+    latent_frames = autoencoder.latent_frames(frames)
+    grid = token_grid((latent_frames, height // s, width // s), cfg.patch_size)
+    n = grid[0] * grid[1] * grid[2]
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, cfg.patch_dim, generator=generator).to(device)   # (N, P) iid, like training
+
+    guided = guidance != 1.0
+    prompts = [prompt, ""] if guided else [prompt]
+    text, text_mask = text_encoder.encode(prompts)
+    text, text_mask = text.to(device), text_mask.to(device)
+    copies = len(prompts)
+    positions = grid_positions(grid).to(device).repeat(copies, 1)
+    segment_ids = torch.arange(copies, device=device).repeat_interleave(n)
+
+    def velocity(z: Tensor, t: Tensor) -> Tensor:
+        # One batched forward pass for all prompts: the same noisy tokens go in once per
+        # prompt (conditional, unconditional); each copy's output is converted to velocity.
+        x_in, t_in = objective.model_input(z, t)
+        out = model(x_in.repeat(copies, 1), positions, segment_ids, t_in.repeat(copies, 1)[:, 0],
+                    text, text_mask)                                       # (copies * N, P)
+        v = objective.velocity_from_output(out[:n], z, t)
+        if guided:
+            v_uncond = objective.velocity_from_output(out[n:], z, t)
+            v = classifier_free_guidance(v, v_uncond, guidance)
+        return v
+
+    timesteps = flow_timesteps(steps, resolution_shift(n, cfg.diffusion))
+    tokens = SAMPLERS[sampler](velocity, noise, timesteps, progress=progress)
+    batch = PackedBatch(tokens, positions[:n], segment_ids[:n], [grid], [latent_frames],
+                        cfg.patch_size, cfg.latent_channels)
+    latent = unpack(tokens, batch)[0]
+    return autoencoder.decode(latent)[:, :frames]

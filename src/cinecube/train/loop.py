@@ -1,0 +1,277 @@
+"""The training loop: token-budget packed batches, AdamW with warmup, gradient clipping, EMA,
+optional bf16 autocast, periodic samples and a loss curve, atomic checkpoints, exact resume.
+
+Randomness is a pure function of (seed, step) (noise, timesteps, caption dropout) and of
+(seed, video index) (the data), so the state to resume exactly is the weights, the optimizer
+and two integers. An interrupted-then-resumed run ends with the same weights as an
+uninterrupted one (a test checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..autoencoder import build_autoencoder, frames_to_tensor, tensor_to_frames
+from ..config import ModelConfig, TrainConfig
+from ..data.batching import SizeMix, TokenBudgetStream
+from ..diffusion import Objective
+from ..errors import CheckpointError, CinecubeError
+from ..patches import pack
+from ..pipeline import generate_video, tokens_for_size
+from ..text import get_text_encoder
+from ..transformer import DiffusionTransformer
+from .checkpoint import (checkpoint_dirs, load_training_state, load_weights_into, prune_checkpoints,
+                         save_checkpoint)
+
+SAMPLE_PROMPTS = (
+    "a red circle moving right on a black background",
+    "a blue square moving up on a white background",
+    "a green triangle moving left on gray",
+    "a yellow circle moving down and a purple square, still, on black",
+)
+
+
+class NonFiniteLossError(CinecubeError):
+    """Training produced NaN/inf losses several steps in a row."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_loss: float
+    run_dir: Path
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast only where the hardware has fast bf16 matmuls (not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability in ("AVX512", "AMX") and _cpu_has_bf16_flags()
+
+
+def _cpu_has_bf16_flags() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def make_world(name: str, train: TrainConfig, seed: int):
+    """The training world by name. Only the procedural shapes world exists in the core."""
+    if name != "shapes":
+        raise CinecubeError(f"unknown world {name!r}; allowed: 'shapes'")
+    from ..data.shapes import TRAIN_CANVASES, TRAIN_FRAME_COUNTS, ShapesWorld, WorldConfig
+
+    canvases = train.world_canvases or TRAIN_CANVASES
+    frame_counts = train.world_frame_counts or tuple(f for f in TRAIN_FRAME_COUNTS if f <= train.world_max_frames)
+    world = ShapesWorld(WorldConfig(canvases=canvases, frame_counts=frame_counts), seed=seed)
+    return world, SizeMix(canvases, frame_counts)
+
+
+def learning_rate(step: int, train: TrainConfig) -> float:
+    """Linear warmup, then constant (EMA weights do the averaging; runs can be extended)."""
+    return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    # Warm the decay up so early EMA weights are not dominated by the random initialisation.
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - d)
+
+
+def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | Path, *,
+          world: str = "shapes", resume: bool = False, device: str | None = None,
+          progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests)."""
+    run_dir = Path(run_dir)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = checkpoint_dirs(run_dir)
+    if existing and not resume:
+        raise CinecubeError(f"run folder '{run_dir}' already has checkpoints; pass --resume to continue "
+                            "it or choose another --out")
+
+    torch.manual_seed(train_config.seed)
+    model = DiffusionTransformer(model_config).to(dev)
+    ema = DiffusionTransformer(model_config).to(dev).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, betas=train_config.betas,
+                                  weight_decay=train_config.weight_decay)
+    autoencoder = build_autoencoder(model_config.autoencoder).to(dev)
+    text_encoder = get_text_encoder(model_config.text_max_tokens)
+    objective = Objective(model_config.diffusion)
+    world_obj, mix = make_world(world, train_config, train_config.seed)
+    stream = TokenBudgetStream(
+        world_obj, mix, lambda f, h, w: tokens_for_size(model_config, autoencoder, f, h, w),
+        train_config.tokens_per_step, train_config.max_tokens_per_video, seed=train_config.seed)
+
+    step = 0
+    if existing:
+        latest = existing[-1]
+        saved = json.loads((latest / "config.json").read_text())
+        if saved.get("model") != model_config.to_dict():
+            raise CheckpointError(f"cannot resume '{run_dir}': its model config differs from the requested one")
+        raw, optim_state, state = load_training_state(latest)
+        load_weights_into(model, raw, str(latest))
+        from safetensors.torch import load_file
+        load_weights_into(ema, load_file(str(latest / "model.safetensors")), str(latest))
+        optimizer.load_state_dict(optim_state)
+        stream.load_state_dict(state["stream"])
+        step = int(state["step"])
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+
+    (run_dir / "run.json").write_text(json.dumps(
+        {"model": model_config.to_dict(), "train": train_config.to_dict(), "world": world,
+         "parameters": model.num_parameters()}, indent=2))
+    use_bf16 = train_config.bf16 and bf16_supported(dev)
+    last_stop = train_config.steps if stop_after is None else min(stop_after, train_config.steps)
+    bar = tqdm(total=last_stop, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
+    metrics = (run_dir / "metrics.jsonl").open("a")
+    bad_steps, loss_value, started = 0, float("nan"), time.time()
+    tokens_seen = 0
+    try:
+        while step < last_stop:
+            batch = stream.next_batch()
+            loss, n_tokens = _loss_for_batch(model, autoencoder, text_encoder, objective, batch,
+                                              train_config, step, dev, use_bf16)
+            loss_value = loss.item()   # one host sync per step: needed to refuse a bad loss
+            if not math.isfinite(loss_value):
+                bad_steps += 1
+                tqdm.write(f"step {step}: non-finite loss ({loss_value}); step skipped, weights untouched")
+                if bad_steps >= 5:
+                    raise NonFiniteLossError(f"{bad_steps} non-finite losses in a row at step {step}; "
+                                             "lower --lr or check the data")
+                continue
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, train_config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+            if not torch.isfinite(grad_norm):
+                bad_steps += 1
+                tqdm.write(f"step {step}: non-finite gradient; step skipped, weights untouched")
+                if bad_steps >= 5:
+                    raise NonFiniteLossError(f"{bad_steps} non-finite gradients in a row at step {step}")
+                continue
+            bad_steps = 0
+            optimizer.step()
+            update_ema(ema, model, step, train_config.ema_decay)
+            step += 1
+            tokens_seen += n_tokens
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            if step % train_config.log_every == 0 or step == last_stop:
+                elapsed = time.time() - started
+                record = {"step": step, "loss": loss_value, "lr": learning_rate(step - 1, train_config),
+                          "grad_norm": float(grad_norm), "videos": len(batch), "tokens": n_tokens,
+                          "tokens_per_s": tokens_seen / max(elapsed, 1e-9), "time": time.time()}
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+            if step % train_config.checkpoint_every == 0 or step == last_stop:
+                save_checkpoint(run_dir / "checkpoints" / f"step_{step:07d}", model_config, ema,
+                                train_config=train_config, step=step, raw_model=model, optimizer=optimizer,
+                                state={"step": step, "stream": stream.state_dict()})
+                prune_checkpoints(run_dir, train_config.keep_checkpoints)
+            if step % train_config.sample_every == 0 or step == last_stop:
+                write_samples(ema, autoencoder, text_encoder, run_dir / "samples" / f"step_{step:07d}.mp4")
+                plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    finally:
+        metrics.close()
+        bar.close()
+    return TrainResult(step, loss_value, run_dir)
+
+
+def _loss_for_batch(model, autoencoder, text_encoder, objective: Objective, batch, train: TrainConfig,
+                    step: int, device: torch.device, use_bf16: bool) -> tuple[Tensor, int]:
+    """Pack a list of captioned videos and return the mean loss over their tokens."""
+    cfg = model.config
+    generator = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
+    rng = np.random.default_rng([train.seed, step, 11])
+    with torch.no_grad():
+        latents = [autoencoder.encode(frames_to_tensor(item.video).to(device)) for item in batch]
+        packed = pack(latents, cfg.patch_size)
+        # Caption dropout: the empty prompt is the unconditional input for guidance.
+        captions = [("" if rng.random() < train.caption_dropout else item.caption) for item in batch]
+        text, text_mask = text_encoder.encode(captions)
+        text, text_mask = text.to(device), text_mask.to(device)
+
+    lengths = torch.tensor(packed.lengths)
+    t_video = objective.sample_timesteps(lengths, generator)                    # (S,)
+    t = t_video.repeat_interleave(lengths)[:, None].to(device)                  # (N, 1)
+    x0 = packed.tokens
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    x_t = objective.noisy(x0, noise, t)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        output = model(x_t, packed.positions, packed.segment_ids, t[:, 0], text, text_mask)
+    loss = objective.loss(output.float(), x0, noise, x_t, t).mean()
+    return loss, int(x0.shape[0])
+
+
+@torch.no_grad()
+def write_samples(model, autoencoder, text_encoder, path: Path, height: int = 32, width: int = 32,
+                  frames: int = 16, steps: int = 20) -> None:
+    """A side-by-side video of the sample prompts, to watch a run learn."""
+    from ..video_io import write_video
+
+    was_training = model.training
+    model.eval()
+    videos = [tensor_to_frames(generate_video(model, autoencoder, text_encoder, prompt, frames, height,
+                                              width, steps=steps, guidance=3.0, seed=i))
+              for i, prompt in enumerate(SAMPLE_PROMPTS)]
+    model.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gap = np.full((frames, height, 2, 3), 255, dtype=np.uint8)
+    row = np.concatenate([x for v in videos for x in (v, gap)][:-1], axis=2)
+    # Upscale 4x so the small samples are watchable.
+    write_video(path, row.repeat(4, axis=1).repeat(4, axis=2), fps=8)
+    (path.with_suffix(".txt")).write_text("\n".join(SAMPLE_PROMPTS) + "\n")
+
+
+def plot_loss_curve(metrics_file: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    if not records:
+        return
+    steps = np.array([r["step"] for r in records])
+    losses = np.array([r["loss"] for r in records])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, alpha=0.35, label="loss")
+    if len(losses) >= 10:
+        k = max(5, len(losses) // 30)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("velocity MSE")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = out_png.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out_png)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines past the checkpoint so the curve has no duplicated steps."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
