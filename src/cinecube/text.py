@@ -51,18 +51,15 @@ class TextEncoder:
         return len(self.tokenizer(prompt)["input_ids"])
 
     @torch.no_grad()
-    def _encode_uncached(self, prompts: list[str]) -> list[Tensor]:
-        batch = self.tokenizer(prompts, padding=True, truncation=True,
-                               max_length=self.max_tokens, return_tensors="pt")
-        hidden = self.model(**batch).last_hidden_state            # (B, L, 384)
-        lengths = batch["attention_mask"].sum(1).tolist()
-        return [hidden[i, :n].clone() for i, n in enumerate(lengths)]
+    def _encode_one(self, prompt: str) -> Tensor:
+        # One prompt at a time, without padding: a prompt's embedding must not depend on which
+        # other prompts share its batch (float rounding would), or resumed runs would drift.
+        batch = self.tokenizer([prompt], truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        return self.model(**batch).last_hidden_state[0].clone()    # (L, 384)
 
     def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
-        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if missing:
-            for prompt, emb in zip(missing, self._encode_uncached(missing)):
-                self._cache[prompt] = emb
+        for prompt in dict.fromkeys(p for p in prompts if p not in self._cache):
+            self._cache[prompt] = self._encode_one(prompt)
         rows = []
         for prompt in prompts:
             self._cache.move_to_end(prompt)

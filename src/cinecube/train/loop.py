@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     if existing:
         latest = existing[-1]
         saved = json.loads((latest / "config.json").read_text())
-        if saved.get("model") != model_config.to_dict():
+        if ModelConfig.from_dict(saved["model"]) != model_config:
             raise CheckpointError(f"cannot resume '{run_dir}': its model config differs from the requested one")
         raw, optim_state, state = load_training_state(latest)
         load_weights_into(model, raw, str(latest))
@@ -150,7 +151,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
             loss_value = loss.item()   # one host sync per step: needed to refuse a bad loss
             if not math.isfinite(loss_value):
                 bad_steps += 1
-                tqdm.write(f"step {step}: non-finite loss ({loss_value}); step skipped, weights untouched")
+                tqdm.write(f"step {step}: non-finite loss ({loss_value}); step skipped, weights untouched",
+                           file=sys.stderr)
                 if bad_steps >= 5:
                     raise NonFiniteLossError(f"{bad_steps} non-finite losses in a row at step {step}; "
                                              "lower --lr or check the data")
@@ -162,7 +164,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
             if not torch.isfinite(grad_norm):
                 bad_steps += 1
-                tqdm.write(f"step {step}: non-finite gradient; step skipped, weights untouched")
+                tqdm.write(f"step {step}: non-finite gradient; step skipped, weights untouched", file=sys.stderr)
                 if bad_steps >= 5:
                     raise NonFiniteLossError(f"{bad_steps} non-finite gradients in a row at step {step}")
                 continue

@@ -1,0 +1,109 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cinecube.config import PRESETS, TRAIN_PRESETS
+from cinecube.errors import CheckpointError, CinecubeError
+from cinecube.train import loop
+from cinecube.train.checkpoint import checkpoint_dirs, load_checkpoint
+from cinecube.train.loop import train
+
+MODEL = PRESETS["tiny"]
+
+
+def quick(steps, **kw):
+    return dataclasses.replace(TRAIN_PRESETS["tiny"], steps=steps, sample_every=10_000,
+                               checkpoint_every=kw.pop("checkpoint_every", 2), log_every=1, **kw)
+
+
+@pytest.fixture
+def no_samples(monkeypatch):
+    monkeypatch.setattr(loop, "write_samples", lambda *a, **k: None)
+
+
+def test_run_folder_has_checkpoints_metrics_samples_and_plot(tiny_run):
+    assert (tiny_run / "loss.png").stat().st_size > 1000
+    assert list((tiny_run / "samples").glob("*.mp4"))
+    records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    dirs = checkpoint_dirs(tiny_run)
+    assert [d.name for d in dirs] == ["step_0000002", "step_0000004"]
+    ckpt = load_checkpoint(tiny_run)
+    assert ckpt.step == 4 and ckpt.model_config == MODEL
+    assert not list((tiny_run / "checkpoints").glob(".*"))       # no temporary folders left
+
+
+def test_resume_gives_exactly_the_same_weights(tmp_path, no_samples):
+    straight = tmp_path / "straight"
+    train(MODEL, quick(6), straight, progress=False)
+    resumed = tmp_path / "resumed"
+    train(MODEL, quick(6), resumed, progress=False, stop_after=4)       # "interrupted" at 4
+    train(MODEL, quick(6), resumed, progress=False, resume=True)
+    for name in ("model.safetensors", "training/raw.safetensors"):
+        a = load_file(str(checkpoint_dirs(straight)[-1] / name))
+        b = load_file(str(checkpoint_dirs(resumed)[-1] / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            # Same weights up to float rounding: CPU BLAS kernels may round differently with
+            # the memory alignment of their inputs, even within one process.
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
+    steps = [json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, no_samples):
+    train(MODEL, quick(2), tmp_path, progress=False)
+    with pytest.raises(CinecubeError, match="--resume"):
+        train(MODEL, quick(2), tmp_path, progress=False)
+
+
+def test_non_finite_loss_skips_the_step_and_is_reported(tmp_path, no_samples, monkeypatch, capsys):
+    real = loop._loss_for_batch
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        loss, n = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 2 else loss), n
+
+    monkeypatch.setattr(loop, "_loss_for_batch", sometimes_nan)
+    result = train(MODEL, quick(3, checkpoint_every=1), tmp_path, progress=False)
+    assert result.step == 3
+    assert "non-finite loss" in capsys.readouterr().err
+    for ckpt in checkpoint_dirs(tmp_path):
+        for tensor in load_file(str(ckpt / "training" / "raw.safetensors")).values():
+            assert torch.isfinite(tensor).all()
+
+    monkeypatch.setattr(loop, "_loss_for_batch", lambda *a, **k: (torch.tensor(float("inf"), requires_grad=True), 1))
+    with pytest.raises(loop.NonFiniteLossError):
+        train(MODEL, quick(3), tmp_path / "bad", progress=False)
+
+
+def test_tiny_model_loss_falls(tmp_path, no_samples):
+    config = quick(60, checkpoint_every=60, lr=2e-3, warmup_steps=5)
+    train(MODEL, config, tmp_path, progress=False)
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.7 * first, (first, last)
+
+
+def test_corrupt_or_missing_checkpoints_give_clear_errors(tmp_path, tiny_run):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint_dirs(tiny_run)[-1], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_checkpoint(broken)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="neither"):
+        load_checkpoint(tmp_path / "empty")

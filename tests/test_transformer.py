@@ -1,0 +1,142 @@
+import dataclasses
+
+import pytest
+import torch
+
+from cinecube.config import PRESETS, ModelConfig
+from cinecube.patches import pack
+from cinecube.transformer import DiffusionTransformer, varlen_attention
+
+CONFIG = PRESETS["tiny"]
+
+
+def randomised_model(seed=0):
+    """A tiny model with every weight random, so zero-initialised layers don't hide bugs."""
+    torch.manual_seed(seed)
+    model = DiffusionTransformer(CONFIG)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.08)
+    return model.eval()
+
+
+def run(model, videos, timesteps, text, text_mask):
+    batch = pack(videos, CONFIG.patch_size)
+    t = torch.tensor(timesteps)[batch.segment_ids]
+    return model(batch.tokens, batch.positions, batch.segment_ids, t, text, text_mask), batch
+
+
+def test_output_shape_and_zero_init():
+    model = DiffusionTransformer(CONFIG)
+    videos = [torch.randn(3, 4, 8, 16)]
+    out, batch = run(model, videos, [0.5], torch.randn(1, 5, 384), torch.ones(1, 5, dtype=torch.bool))
+    assert out.shape == batch.tokens.shape
+    assert torch.count_nonzero(out) == 0   # adaLN-zero output layer
+
+
+def test_packed_batch_equals_each_video_alone():
+    model = randomised_model()
+    videos = [torch.randn(3, 6, 16, 8), torch.randn(3, 1, 8, 8), torch.randn(3, 4, 12, 20)]
+    text = torch.randn(3, 7, 384)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[2, 2:] = False
+    with torch.no_grad():
+        packed, batch = run(model, videos, [0.9, 0.3, 0.6], text, mask)
+        alone = []
+        for i, video in enumerate(videos):
+            n = int(mask[i].sum())
+            out, _ = run(model, [video], [[0.9, 0.3, 0.6][i]], text[i:i + 1, :n], mask[i:i + 1, :n])
+            alone.append(out)
+    assert packed.abs().mean() > 0.01
+    torch.testing.assert_close(packed, torch.cat(alone), atol=1e-5, rtol=1e-4)
+
+
+def test_attention_stays_inside_each_video():
+    model = randomised_model(1)
+    a, b = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    text, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        out1, batch = run(model, [a, b], [0.5, 0.5], text, mask)
+        out2, _ = run(model, [a, torch.randn_like(b)], [0.5, 0.5], text, mask)
+        text2 = text.clone()
+        text2[1] = torch.randn(5, 384)
+        out3, _ = run(model, [a, b], [0.5, 0.5], text2, mask)
+    n = batch.lengths[0]
+    torch.testing.assert_close(out1[:n], out2[:n])
+    torch.testing.assert_close(out1[:n], out3[:n])       # another video's text is not seen
+    assert not torch.allclose(out1[n:], out2[n:])
+
+
+def test_masked_text_tokens_are_ignored_and_text_matters():
+    model = randomised_model(2)
+    video = [torch.randn(3, 2, 8, 8)]
+    text = torch.randn(1, 6, 384)
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    noisy_padding = text.clone()
+    noisy_padding[0, 3:] = 100.0
+    with torch.no_grad():
+        out1, _ = run(model, video, [0.5], text, mask)
+        out2, _ = run(model, video, [0.5], noisy_padding, mask)
+        out3, _ = run(model, video, [0.5], torch.randn(1, 6, 384), mask)
+    torch.testing.assert_close(out1, out2)
+    assert not torch.allclose(out1, out3)
+
+
+def test_timesteps_are_per_token():
+    model = randomised_model(3)
+    video = torch.randn(3, 4, 8, 8)
+    batch = pack([video], CONFIG.patch_size)
+    text, mask = torch.randn(1, 4, 384), torch.ones(1, 4, dtype=torch.bool)
+    t = torch.full((batch.tokens.shape[0],), 0.7)
+    t_first_clean = t.clone()
+    t_first_clean[:4] = 0.0          # first temporal slab is a clean conditioning frame
+    with torch.no_grad():
+        out1 = model(batch.tokens, batch.positions, batch.segment_ids, t, text, mask)
+        out2 = model(batch.tokens, batch.positions, batch.segment_ids, t_first_clean, text, mask)
+    assert not torch.allclose(out1[:4], out2[:4])
+    assert not torch.allclose(out1[4:], out2[4:])    # the others see the clean tokens differently
+
+
+def test_rotary_positions_matter():
+    model = randomised_model(4)
+    batch = pack([torch.randn(3, 2, 8, 8)], CONFIG.patch_size)
+    text, mask = torch.randn(1, 4, 384), torch.ones(1, 4, dtype=torch.bool)
+    t = torch.full((batch.tokens.shape[0],), 0.5)
+    with torch.no_grad():
+        out1 = model(batch.tokens, batch.positions, batch.segment_ids, t, text, mask)
+        out2 = model(batch.tokens, batch.positions.flip(0), batch.segment_ids, t, text, mask)
+    assert not torch.allclose(out1, out2)
+
+
+def test_varlen_attention_matches_dense_masked_attention():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(9, 2, 8), torch.randn(9, 2, 8), torch.randn(9, 2, 8)
+    lengths = [4, 2, 3]
+    out = varlen_attention(q, k, v, lengths, lengths)
+    seg = torch.repeat_interleave(torch.arange(3), torch.tensor(lengths))
+    allowed = seg[:, None] == seg[None, :]
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=allowed).transpose(0, 1)
+    torch.testing.assert_close(out, dense)
+
+
+def test_bad_inputs_are_refused():
+    model = randomised_model()
+    batch = pack([torch.randn(3, 2, 8, 8)], CONFIG.patch_size)
+    t = torch.full((batch.tokens.shape[0],), 0.5)
+    with pytest.raises(ValueError, match="segment_ids"):
+        model(batch.tokens, batch.positions, batch.segment_ids, t, torch.randn(2, 3, 384),
+              torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="text token"):
+        model(batch.tokens, batch.positions, batch.segment_ids, t, torch.randn(1, 3, 384),
+              torch.zeros(1, 3, dtype=torch.bool))
+
+
+def test_config_round_trip_and_validation():
+    for config in PRESETS.values():
+        assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError):
+        dataclasses.replace(CONFIG.transformer, width=65)
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({**CONFIG.to_dict(), "colour": 1})
