@@ -109,3 +109,17 @@ def test_cli_corrupt_checkpoint_is_refused(tiny_run, tmp_path, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "cinecube.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "generate" in result.stdout and "train" in result.stdout
+
+
+def test_export_writes_a_smaller_model_that_generates_the_same_way(tiny_run, tmp_path, capsys):
+    out = tmp_path / "exported"
+    code, stdout, _ = run_cli(["export", str(tiny_run), "--out", str(out)], capsys)
+    assert code == 0 and "bfloat16" in stdout
+    from cinecube.train.checkpoint import checkpoint_dirs
+
+    original = checkpoint_dirs(tiny_run)[-1] / "model.safetensors"
+    assert (out / "model.safetensors").stat().st_size < 0.6 * original.stat().st_size
+    assert not (out / "training").exists()
+    a = Pipeline.from_pretrained(tiny_run)("a red circle", frames=2, height=8, width=8, steps=2, progress=False)
+    b = Pipeline.from_pretrained(out)("a red circle", frames=2, height=8, width=8, steps=2, progress=False)
+    assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3   # bf16 rounding only

@@ -3,6 +3,7 @@
     cinecube generate PROMPT [--frames --height --width --steps --guidance --seed --model -o]
     cinecube train --preset tiny --world shapes --steps N --out runs/NAME [--resume]
     cinecube eval adherence --model M [--n 120 --out adherence.json]
+    cinecube export CHECKPOINT --out FOLDER [--dtype bfloat16]
 
 Errors the user can fix print one line (`error: ...`) and exit with status 2.
 """
@@ -146,12 +147,37 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a checkpoint's inference weights as a small model folder")
+    p.add_argument("model", help="checkpoint or run folder")
+    p.add_argument("--out", required=True, help="model folder to write (config.json + model.safetensors)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="bfloat16")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
+    from .transformer import DiffusionTransformer
+
+    checkpoint = load_checkpoint(args.model)
+    model = DiffusionTransformer(checkpoint.model_config)
+    load_weights_into(model, checkpoint.weights, str(checkpoint.path))
+    path = save_checkpoint(args.out, checkpoint.model_config, model, train_config=checkpoint.train_config,
+                           step=checkpoint.step, dtype=getattr(torch, args.dtype))
+    size = (path / "model.safetensors").stat().st_size / 2**20
+    print(f"wrote {path} (step {checkpoint.step}, {size:.1f} MiB, {args.dtype})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cinecube", description="Sora-style text-to-video.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_export(sub)
     return parser
 
 
