@@ -65,3 +65,16 @@ def test_classifier_free_guidance():
     assert torch.equal(classifier_free_guidance(c, u, 3.0), torch.tensor([3.0, 4.0]))
     x0, n = torch.zeros(2), torch.ones(2)
     assert torch.equal(flow_interpolate(x0, n, torch.tensor(0.25)), torch.full((2,), 0.25))
+
+
+def test_x0_prediction_model_samples_all_the_noise_away():
+    """With a perfect x0 predictor, sampling must end exactly on the data (no clamp left-overs)."""
+    from cinecube.config import DiffusionConfig
+    from cinecube.diffusion import Objective
+
+    torch.manual_seed(1)
+    target = torch.randn(8, 3)
+    objective = Objective(DiffusionConfig(path="flow", prediction="x0"))
+    velocity = lambda z, t: objective.velocity(lambda x, tt: target, z, t)  # noqa: E731
+    out = euler(velocity, torch.randn(8, 3), flow_timesteps(10, 2.0))
+    torch.testing.assert_close(out, target, atol=1e-5, rtol=1e-5)

@@ -159,7 +159,9 @@ class Objective:
         if cfg.path == "flow":
             if cfg.prediction == "velocity":
                 return output
-            return flow_velocity_from_x0(z, output, t, cfg.min_t_for_x0)
+            # Exact conversion (no min_t clamp, which is for the training loss only): a clamp
+            # here would leave part of the noise behind in the last steps.
+            return flow_velocity_from_x0(z, output, t, 1e-6)
         s = vp_time_from_flow_time(t)
         alpha, sigma = vp_alpha_sigma(s)
         x0, _ = vp_x0_noise(z * (alpha + sigma), output, s, cfg.prediction)
