@@ -45,6 +45,14 @@ class AutoencoderConfig:
     latent_channels: int = 3
     temporal_factor: int = 1       # frames per latent frame (after the first, for causal AEs)
     spatial_factor: int = 1        # pixels per latent cell along each side
+    # The causal 3D autoencoder's shape (kind="causal3d"; the pixel autoencoder ignores these).
+    # One level per multiplier; every level but the last ends in a 2x spatial downsampling,
+    # so spatial_factor = 2 ** (levels - 1); the deepest log2(temporal_factor) of those
+    # downsamplings also halve time.
+    base_channels: int = 64
+    channel_multipliers: tuple[int, ...] = (1, 2, 4, 4)
+    blocks_per_level: int = 2      # residual blocks per encoder level (the decoder has one more)
+    norm_groups: int = 32          # GroupNorm groups; must divide every level's width
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,18 @@ PRESETS: dict[str, ModelConfig] = {
     "large": ModelConfig(
         transformer=TransformerConfig(width=1152, depth=28, heads=16, rope_theta=10000.0),
     ),
+}
+
+# Video compression networks. `tiny` is for tests, `small` trains on a CPU, `base` (the
+# field defaults) is the GPU-scale network: 4x temporal, 8x spatial, 16 latent channels.
+AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
+    "tiny": AutoencoderConfig(kind="causal3d", latent_channels=8, temporal_factor=4, spatial_factor=8,
+                              base_channels=8, channel_multipliers=(1, 2, 2, 4), blocks_per_level=1,
+                              norm_groups=4),
+    "small": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
+                               base_channels=32, channel_multipliers=(1, 2, 4, 4), blocks_per_level=1,
+                               norm_groups=8),
+    "base": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8),
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
