@@ -94,3 +94,15 @@ def test_timestep_shift_and_sampling():
     grid = flow_timesteps(10, 2.0)
     assert grid[0] == 1 and grid[-1] == 0 and (grid[1:] < grid[:-1]).all()
     assert math.isclose(float(small.mean()), 0.5, abs_tol=0.03)   # logit-normal(0, 1) is centred
+
+
+def test_x0_loss_weighting_equals_clean_video_mse():
+    torch.manual_seed(4)
+    x0, noise = torch.randn(30, 5), torch.randn(30, 5)
+    t = torch.rand(30, 1) * 0.9 + 0.1
+    objective = Objective(DiffusionConfig(path="flow", prediction="x0", loss_weighting="x0"))
+    x_t = objective.noisy(x0, noise, t)
+    guess = x0 + 0.3 * torch.randn(30, 5)
+    torch.testing.assert_close(objective.loss(guess, x0, noise, x_t, t), (guess - x0) ** 2)
+    with pytest.raises(ValueError, match="loss_weighting"):
+        Objective(DiffusionConfig(loss_weighting="snr"))

@@ -116,6 +116,8 @@ class Objective:
         if config.prediction not in allowed[config.path]:
             raise ValueError(f"prediction {config.prediction!r} is not allowed for path "
                              f"{config.path!r}; allowed: {allowed[config.path]}")
+        if config.loss_weighting not in ("velocity", "x0"):
+            raise ValueError(f"unknown loss_weighting {config.loss_weighting!r}; allowed: 'velocity', 'x0'")
         self.config = config
 
     def sample_timesteps(self, num_tokens_per_video: Tensor, generator: torch.Generator) -> Tensor:
@@ -140,7 +142,10 @@ class Objective:
                 prediction = output
             else:                                       # clean video converted to velocity
                 prediction = flow_velocity_from_x0(x_t, output, t, cfg.min_t_for_x0)
-            return (prediction - target) ** 2
+            error = (prediction - target) ** 2
+            if cfg.loss_weighting == "x0":
+                error = error * t.clamp(min=cfg.min_t_for_x0) ** 2
+            return error
         alpha, sigma = vp_alpha_sigma(t)
         target = {"noise": noise, "v": alpha * noise - sigma * x0, "x0": x0}[cfg.prediction]
         return (output - target) ** 2
