@@ -106,3 +106,12 @@ def test_x0_loss_weighting_equals_clean_video_mse():
     torch.testing.assert_close(objective.loss(guess, x0, noise, x_t, t), (guess - x0) ** 2)
     with pytest.raises(ValueError, match="loss_weighting"):
         Objective(DiffusionConfig(loss_weighting="snr"))
+
+
+def test_uniform_fraction_covers_the_noisy_end():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.full((20000,), 256)
+    plain = Objective(DiffusionConfig()).sample_timesteps(tokens, g)
+    mixed = Objective(DiffusionConfig(uniform_fraction=0.5)).sample_timesteps(tokens, g)
+    assert (plain > 0.95).float().mean() < 0.01
+    assert (mixed > 0.95).float().mean() > 0.02

@@ -121,9 +121,12 @@ class Objective:
         self.config = config
 
     def sample_timesteps(self, num_tokens_per_video: Tensor, generator: torch.Generator) -> Tensor:
-        """One training t per video: logit-normal, then shifted by the video's token count. (S,)"""
+        """One training t per video: logit-normal (or uniform), then shifted by the token count. (S,)"""
         normal = torch.randn(num_tokens_per_video.shape, generator=generator)
         t = torch.sigmoid(self.config.logit_mean + self.config.logit_std * normal)
+        uniform = torch.rand(num_tokens_per_video.shape, generator=generator)
+        pick_uniform = torch.rand(num_tokens_per_video.shape, generator=generator) < self.config.uniform_fraction
+        t = torch.where(pick_uniform, uniform, t)
         return shift_time(t, resolution_shift(num_tokens_per_video, self.config))
 
     def noisy(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
