@@ -107,3 +107,16 @@ def test_corrupt_or_missing_checkpoints_give_clear_errors(tmp_path, tiny_run):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="neither"):
         load_checkpoint(tmp_path / "empty")
+
+
+def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_samples):
+    from cinecube.train.checkpoint import load_checkpoint
+
+    source = load_checkpoint(tiny_run).weights
+    run = tmp_path / "finetune"
+    train(MODEL, quick(1, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, init_from=tiny_run)
+    tuned = load_file(str(checkpoint_dirs(run)[-1] / "training" / "raw.safetensors"))
+    for key, value in source.items():
+        torch.testing.assert_close(tuned[key], value, atol=1e-6, rtol=1e-5)
+    with pytest.raises(CheckpointError, match="differs"):
+        train(PRESETS["small"], quick(1), tmp_path / "other", progress=False, init_from=tiny_run)

@@ -67,6 +67,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--init-from", default=None,
+                   help="start a new run from this model's weights (same architecture), fresh optimizer")
     p.add_argument("--tokens-per-step", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast where the processor supports it")
@@ -102,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train_config = dataclasses.replace(train_config, **overrides)
     result = train(model_config, train_config, args.out, world=args.world, resume=args.resume,
-                   device=args.device, progress=True)
+                   device=args.device, progress=True, init_from=args.init_from)
     print(f"trained to step {result.step}, last loss {result.last_loss:.4f}; run folder {result.run_dir}")
     return 0
 

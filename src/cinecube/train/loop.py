@@ -95,8 +95,14 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 
 def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | Path, *,
           world: str = "shapes", resume: bool = False, device: str | None = None,
-          progress: bool = True, stop_after: int | None = None) -> TrainResult:
-    """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests)."""
+          progress: bool = True, stop_after: int | None = None,
+          init_from: str | Path | None = None) -> TrainResult:
+    """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
+
+    `init_from` starts a new run from another model's weights (a checkpoint, run or exported
+    folder with the same architecture) with a fresh optimizer: fine-tuning, or continuing a
+    model whose optimizer state was not kept.
+    """
     run_dir = Path(run_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,6 +126,16 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
         train_config.tokens_per_step, train_config.max_tokens_per_video, seed=train_config.seed)
 
     step = 0
+    if init_from is not None and not existing:
+        from .checkpoint import load_checkpoint
+
+        source = load_checkpoint(init_from)
+        if (source.model_config.transformer, source.model_config.patch_size) != \
+                (model_config.transformer, model_config.patch_size):
+            raise CheckpointError(f"cannot start from '{source.path}': its transformer or patch size "
+                                  "differs from the requested preset")
+        load_weights_into(model, source.weights, str(source.path))
+        ema.load_state_dict(model.state_dict())
     if existing:
         latest = existing[-1]
         saved = json.loads((latest / "config.json").read_text())
