@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ..autoencoder import CausalVideoAutoencoder, DiagonalGaussian, frames_to_tensor
 from ..config import AutoencoderConfig, ModelConfig
 from ..errors import CheckpointError, CinecubeError
+from .loop import learning_rate, update_ema
 from .checkpoint import (checkpoint_dirs, load_training_state, load_weights_into, prune_checkpoints,
                          save_checkpoint)
 
@@ -160,19 +161,6 @@ def autoencoder_losses(reconstruction: Tensor, target: Tensor, posterior: Diagon
         loss = loss + terms["extra"]
     terms["loss"] = loss
     return terms
-
-
-def learning_rate(step: int, train: AutoencoderTrainConfig) -> float:
-    """Linear warmup, then constant (the EMA weights do the averaging)."""
-    return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
-    # Warm the decay up so early EMA weights are not dominated by the random initialisation.
-    d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - d)
 
 
 def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, run_dir: str | Path, *,

@@ -81,7 +81,9 @@ def make_world(name: str, train: TrainConfig, seed: int):
 
 
 def learning_rate(step: int, train: TrainConfig) -> float:
-    """Linear warmup, then constant (EMA weights do the averaging; runs can be extended)."""
+    """Linear warmup, then constant (EMA weights do the averaging; runs can be extended).
+
+    Any config with `lr` and `warmup_steps` works (the autoencoder's training uses it too)."""
     return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
 
 
