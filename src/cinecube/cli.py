@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
+import pkgutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 # set before torch is imported; a value in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import commands as commands_package
 from .errors import CinecubeError
 
 
@@ -109,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
+def _add_eval(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     p = sub.add_parser("eval", help="evaluate a model")
     ev = p.add_subparsers(dest="what", required=True)
     a = ev.add_parser("adherence", help="prompt adherence on held-out prompts, measured from the pixels")
@@ -121,6 +124,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", default="adherence.json", help="JSON report path")
     a.add_argument("--samples", default=None, help="folder for a contact sheet of the generated videos")
     a.set_defaults(func=cmd_eval_adherence)
+    return ev
 
 
 def cmd_eval_adherence(args: argparse.Namespace) -> int:
@@ -178,8 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_train(sub)
-    _add_eval(sub)
+    eval_sub = _add_eval(sub)
     _add_export(sub)
+    # Each module in cinecube.commands adds its own subcommands through
+    # `register(commands, eval_commands)`, so features live beside their code.
+    for module_info in sorted(pkgutil.iter_modules(commands_package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands_package.__name__}.{module_info.name}")
+        module.register(sub, eval_sub)
     return parser
 
 
