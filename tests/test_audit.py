@@ -136,3 +136,20 @@ def test_concurrent_writers_lose_and_interleave_nothing(tmp_path):
     for w in writers:
         mine = [r["request_id"] for r in AuditLog(path).read() if r["request_id"].startswith(f"{w}-")]
         assert mine == [f"{w}-{i}" for i in range(count)]
+
+
+def test_short_write_leaves_no_half_line(tmp_path, monkeypatch):
+    from cinecube.safety import audit
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    first = log.append(_record())
+    real_write = os.write
+
+    def disk_full(fd, data):
+        return real_write(fd, data[: len(data) // 2])  # the disk filled up midway
+
+    monkeypatch.setattr(audit.os, "write", disk_full)
+    with pytest.raises(AuditLogError, match="bytes written"):
+        log.append(_record())
+    monkeypatch.undo()
+    assert list(log.read()) == [first]

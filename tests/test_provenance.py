@@ -97,7 +97,7 @@ def test_signed_mp4_reads_trusted_with_claims_intact(tmp_path, claims):
     assert report.claims["prompt_sha256"] == hashlib.sha256(PROMPT.encode()).hexdigest()
     assert report.soft_binding == PAYLOAD and report.soft_binding_alg == WATERMARK_ALG
     assert report.digital_source_type.endswith("/trainedAlgorithmicMedia")
-    assert report.signer.startswith("CN=cinecube signer ")
+    assert report.signer.startswith("CN=cinecube signer ") and report.title == "clip.mp4"
     # The prompt itself is nowhere in the file, and signing leaves the pictures alone.
     assert PROMPT.encode() not in path.read_bytes()
     frames_after, _ = read_video(path)
@@ -125,9 +125,10 @@ def test_unsigned_output_and_real_clip_have_no_manifest(tmp_path):
 
 def test_signing_without_watermark_has_no_soft_binding(tmp_path, claims):
     path = _media(tmp_path, ".mp4")
-    sign_media(path, claims, None)
+    sign_media(path, claims, None, title="final-name.mp4")
     report = read_provenance(path)
     assert report.state == "Trusted" and report.soft_binding is None
+    assert report.title == "final-name.mp4"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ exclusive ``flock``, then fsynced, so lines are never interleaved, torn or lost.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import hashlib
@@ -66,7 +67,8 @@ def _check_record(record: Any) -> dict[str, Any]:
         raise AuditLogError("audit record must not contain the prompt itself; record prompt_sha256 instead")
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
-        raise AuditLogError(f"audit record lacks {', '.join(missing)} (required: {', '.join(REQUIRED_FIELDS)})")
+        raise AuditLogError(
+            f"audit record lacks {', '.join(missing)} (required: {', '.join(REQUIRED_FIELDS)})")
     if not (isinstance(record["request_id"], str) and record["request_id"]):
         raise AuditLogError("audit record's request_id must be a non-empty string")
     if not (isinstance(record["prompt_sha256"], str) and _SHA256_RE.match(record["prompt_sha256"])):
@@ -119,14 +121,21 @@ class AuditLog:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                written = os.write(fd, data)
-                if written != len(data):  # disk full midway: say so rather than leave half a line
-                    raise OSError(f"only {written} of {len(data)} bytes written")
+                end = os.fstat(fd).st_size  # under the lock: nobody else appends meanwhile
+                try:
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        raise OSError(f"only {written} of {len(data)} bytes written")
+                except OSError:
+                    with contextlib.suppress(OSError):  # disk full midway: no half line left
+                        os.ftruncate(fd, end)
+                    raise
                 os.fsync(fd)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         except OSError as exc:
-            raise AuditLogError(f"cannot append to audit log '{self.path}': {getattr(exc, 'strerror', None) or exc}") from exc
+            problem = getattr(exc, "strerror", None) or exc
+            raise AuditLogError(f"cannot append to audit log '{self.path}': {problem}") from exc
         finally:
             os.close(fd)
         return record

@@ -226,7 +226,8 @@ def _signing_alg(private_key: Any) -> str:
         return "ED25519"
     if isinstance(private_key, rsa.RSAPrivateKey):
         return "PS256"
-    raise ValueError(f"{type(private_key).__name__} keys are not allowed (use EC P-256/384/521, Ed25519 or RSA)")
+    raise ValueError(f"{type(private_key).__name__} keys are not allowed "
+                     "(use EC P-256/384/521, Ed25519 or RSA)")
 
 
 def _subject_text(cert: Any) -> str:
@@ -297,7 +298,8 @@ class SigningIdentity:
         try:
             return cls.from_pem(blobs[0], blobs[1], key_path=Path(key_path))
         except ProvenanceError as exc:
-            raise ProvenanceError(f"{exc} (key '{os.fspath(key_path)}', chain '{os.fspath(chain_path)}')") from exc
+            where = f"key '{os.fspath(key_path)}', chain '{os.fspath(chain_path)}'"
+            raise ProvenanceError(f"{exc} ({where})") from exc
 
     @classmethod
     def load_or_create(cls, config_dir: str | os.PathLike | None = None) -> SigningIdentity:
@@ -472,6 +474,7 @@ def sign_media(
     identity: SigningIdentity | None = None,
     *,
     watermark_alg: str = WATERMARK_ALG,
+    title: str | None = None,
 ) -> None:
     """Sign a freshly written mp4 / gif / png in place with a C2PA manifest.
 
@@ -479,7 +482,8 @@ def sign_media(
     over the original; on any failure the original is left as it was, no temporary file
     remains, and a one-line ProvenanceError says why. Files that already carry a manifest are
     refused (re-signing would replace the first record). ``identity`` defaults to this
-    installation's (created on first use).
+    installation's (created on first use). ``title`` names the asset in the manifest (default:
+    the file name; pass the final name when signing a temporary file before renaming it).
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -492,7 +496,8 @@ def sign_media(
     if watermark_payload_hex is not None:
         if not (isinstance(watermark_payload_hex, str) and _HEX_RE.match(watermark_payload_hex)):
             raise ProvenanceError(
-                f"watermark payload must be a non-empty hex string of whole bytes, got {watermark_payload_hex!r:.80}")
+                "watermark payload must be a non-empty hex string of whole bytes, "
+                f"got {watermark_payload_hex!r:.80}")
         watermark_payload_hex = watermark_payload_hex.lower()
     if identity is None:
         identity = SigningIdentity.load_or_create()
@@ -506,7 +511,7 @@ def sign_media(
                    else f"it cannot be parsed ({'; '.join(existing.errors)})")
         raise ProvenanceError(f"cannot sign '{target}': {problem}")
 
-    manifest = _manifest(target.name, claims, watermark_payload_hex, watermark_alg)
+    manifest = _manifest(title or target.name, claims, watermark_payload_hex, watermark_alg)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".sign{suffix}", dir=target.parent)
     except OSError as exc:
@@ -557,6 +562,7 @@ class ProvenanceReport:
     soft_binding_alg: str | None = None
     signer: str | None = None
     digital_source_type: str | None = None
+    title: str | None = None
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -614,6 +620,7 @@ def read_provenance(path: str | os.PathLike, trust_anchors_pem: str | None = Non
             report.errors.append(item["code"])
 
     manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
+    report.title = manifest.get("title")
     info = manifest.get("signature_info") or {}
     # c2pa-rs reports the leaf's subject CN as common_name and its subject O as "issuer".
     parts = [f"CN={info['common_name']}"] if info.get("common_name") else []
