@@ -1,0 +1,172 @@
+"""Real-footage commands.
+
+    cinecube data build --world shapes|fashion|pans|mix --n N --out DIR [--seed --min-size --max-size --frames]
+    cinecube data inspect DIR
+    cinecube reconstruct IN -o OUT [--autoencoder PATH | --model M] [--max-frames N]
+    cinecube eval autoencoder [--autoencoder PATH | --model M] [--clips a,b] [--max-frames 33]
+                              [--max-side N] [--out ae.json] [--images DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import CinecubeError
+
+
+def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="build or inspect a folder of captioned training clips")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    build = data_sub.add_parser("build", help="write N clips of a world as mp4 + captions.jsonl")
+    build.add_argument("--world", choices=["shapes", "fashion", "pans", "mix"], default="mix")
+    build.add_argument("--n", type=int, required=True, help="number of clips")
+    build.add_argument("--out", required=True, help="folder to create (must not hold a corpus already)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--split", choices=["train", "eval"], default="train",
+                       help="eval: Fashion-MNIST test images and held-out photos")
+    build.add_argument("--min-size", type=int, default=64, help="smallest side in pixels (multiple of 8)")
+    build.add_argument("--max-size", type=int, default=128, help="largest side in pixels")
+    build.add_argument("--frames", type=int, default=33, help="frames per clip (default 33, 8 fps)")
+    build.set_defaults(func=cmd_data_build)
+
+    inspect = data_sub.add_parser("inspect", help="counts, sizes, durations and skipped files of a clip folder")
+    inspect.add_argument("folder")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.set_defaults(func=cmd_data_inspect)
+
+    rec = commands.add_parser("reconstruct", help="encode and decode a video with the autoencoder")
+    rec.add_argument("input", help="video or image (mp4, avi, gif, png, ...)")
+    rec.add_argument("-o", "--output", required=True, help="output .mp4, .gif or (one frame) .png")
+    _autoencoder_arguments(rec)
+    rec.add_argument("--max-frames", type=int, default=None, help="only the first N frames (default: all)")
+    rec.set_defaults(func=cmd_reconstruct)
+
+    ev = eval_commands.add_parser("autoencoder", help="PSNR/SSIM of the autoencoder on the held-out real clips")
+    _autoencoder_arguments(ev)
+    ev.add_argument("--clips", default=None, help="comma-separated clip names (default: all held-out clips)")
+    ev.add_argument("--max-frames", type=int, default=33)
+    ev.add_argument("--max-side", type=int, default=None, help="shrink clips so the longer side is at most this")
+    ev.add_argument("--out", default="autoencoder.json", help="JSON report path")
+    ev.add_argument("--images", default=None, help="folder for side-by-side PNGs (original | reconstruction)")
+    ev.set_defaults(func=cmd_eval_autoencoder)
+
+
+def _autoencoder_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--autoencoder", default=None,
+                       help="autoencoder checkpoint folder (save_autoencoder) or autoencoder run folder")
+    group.add_argument("--model", default=None,
+                       help="use this model's autoencoder (default: the bundled model's)")
+
+
+def load_command_autoencoder(autoencoder: str | None, model: str | None):
+    """(autoencoder, one-line description). A pixel autoencoder is the identity map."""
+    from ..autoencoder import PixelAutoencoder, load_autoencoder
+    from ..train.checkpoint import load_checkpoint
+
+    if autoencoder is not None:
+        ae = load_autoencoder(autoencoder)
+        return ae, f"causal3d autoencoder from {autoencoder}"
+    if model is None:
+        from ..pipeline import default_model_dir
+        model_path, label = default_model_dir(), "the bundled model"
+    else:
+        model_path, label = Path(model), model
+    config = load_checkpoint(model_path).model_config.autoencoder
+    if config.kind == "pixel":
+        return PixelAutoencoder(config), f"{label} uses the pixel autoencoder: the identity (no compression)"
+    raise CinecubeError(f"{label} uses a {config.kind} autoencoder whose weights are not in the model folder; "
+                        "pass its checkpoint with --autoencoder PATH")
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from ..data.corpus import build_corpus
+
+    manifest = build_corpus(args.out, args.world, args.n, seed=args.seed, split=args.split,
+                            min_size=args.min_size, max_size=args.max_size, frames=args.frames,
+                            progress=sys.stderr.isatty())
+    worlds = ", ".join(f"{k} {v}" for k, v in manifest["worlds"].items())
+    print(f"wrote {args.n} clips to {args.out} ({worlds}) in {manifest['seconds']:.1f} s "
+          f"({manifest['clips_per_second']} clips/s)")
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from ..data.corpus import inspect_corpus
+
+    summary = inspect_corpus(args.folder)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['folder']}: {summary['videos']} readable captioned videos, "
+          f"{summary['total_seconds']:.1f} s in all ({summary['mean_seconds']:.2f} s each on average)")
+    if summary["videos"]:
+        print(f"  heights {summary['height_range'][0]}-{summary['height_range'][1]}, "
+              f"widths {summary['width_range'][0]}-{summary['width_range'][1]}; "
+              f"common sizes (WxH): {', '.join(f'{k} x{v}' for k, v in summary['common_sizes'].items())}")
+        print(f"  worlds: {', '.join(f'{k} {v}' for k, v in summary['worlds'].items())}")
+    skipped = summary["skipped"]
+    print(f"  skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) if skipped else 'none'}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from ..data.folder import read_frames
+    from ..evaluate.autoencoder import pad_to_grid, psnr, round_trip
+    from ..pipeline import check_output_path
+    from ..video_io import IMAGE_SUFFIXES, read_video, video_info, write_video
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CinecubeError(f"--max-frames must be at least 1, got {args.max_frames}")
+    info = video_info(args.input)                       # fails early on an unreadable input
+    frames_wanted = info["frames"] if args.max_frames is None else min(info["frames"], args.max_frames)
+    check_output_path(args.output, frames_wanted)
+    autoencoder, description = load_command_autoencoder(args.autoencoder, args.model)
+    started = time.time()
+    if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
+        frames, fps = read_video(args.input)
+    else:
+        # Only the frames wanted are decoded; [:H, :W] drops the even-size padding of odd-sized
+        # mp4s written by cinecube (video_info reports their true size).
+        frames = read_frames(args.input, None, args.max_frames)[:, :info["height"], :info["width"]]
+        fps = info["fps"]
+    frames = frames[:args.max_frames] if args.max_frames else frames
+    t, h, w = frames.shape[:3]
+    check_output_path(args.output, t)
+    padded = pad_to_grid(frames, autoencoder)
+    reconstruction = round_trip(autoencoder, padded)[:t, :h, :w]
+    write_video(args.output, reconstruction, fps=fps)
+    print(f"{description}")
+    print(f"wrote {args.output} ({t} frames, {w}x{h}, {fps:g} fps; PSNR {psnr(frames, reconstruction):.2f} dB; "
+          f"{time.time() - started:.1f} s)")
+    return 0
+
+
+def cmd_eval_autoencoder(args: argparse.Namespace) -> int:
+    from ..data.assets import real_clip_paths
+    from ..evaluate.autoencoder import evaluate_autoencoder
+
+    names = [n.strip() for n in args.clips.split(",") if n.strip()] if args.clips else None
+    clips = real_clip_paths(names)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CinecubeError(f"--out '{out}': folder '{out.parent}' does not exist")
+    autoencoder, description = load_command_autoencoder(args.autoencoder, args.model)
+    print(description)
+    report = evaluate_autoencoder(autoencoder, clips, max_frames=args.max_frames,
+                                  out_dir=Path(args.images) if args.images else None, max_side=args.max_side,
+                                  progress=print)
+    report["autoencoder"] = args.autoencoder or args.model or "bundled model"
+    report["description"] = description
+    print(f"mean PSNR {report['mean_psnr']:.2f} dB, mean SSIM {report['mean_ssim']:.4f} over "
+          f"{len(report['clips'])} clips at {report['compression']} compression ({report['seconds']:.1f} s)")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
