@@ -87,8 +87,10 @@ def round_trip(autoencoder: Autoencoder, frames: np.ndarray, tile_size: int | No
     video = frames_to_tensor(frames).to(device)                            # (3, T, H, W)
     if isinstance(autoencoder, CausalVideoAutoencoder):
         tiles = tile_size if tile_size is not None and max(frames.shape[1:3]) > tile_size else None
-        latent = autoencoder.encode(video, tile_size=tiles, tile_overlap=TILE_OVERLAP)
-        decoded = autoencoder.decode(latent, tile_size=tiles, tile_overlap=TILE_OVERLAP)
+        s = autoencoder.config.spatial_factor
+        overlap = min(TILE_OVERLAP, (tiles or 0) // 2 // s * s)          # always < tile_size
+        latent = autoencoder.encode(video, tile_size=tiles, tile_overlap=overlap)
+        decoded = autoencoder.decode(latent, tile_size=tiles, tile_overlap=overlap)
     else:
         decoded = autoencoder.decode(autoencoder.encode(video))
     return tensor_to_frames(decoded.float().cpu())
