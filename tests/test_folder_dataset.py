@@ -36,7 +36,9 @@ def folder(tmp_path):
                {"video": "truncated.mp4", "caption": "cut off"},
                {"video": "zero.mp4", "caption": "nothing"},
                {"video": "notes.mp4", "caption": "text"},
-               {"video": "gone.mp4", "caption": "missing"}]
+               {"video": "gone.mp4", "caption": "missing"},
+               {"video": "still.png", "caption": "an image, not a video"}]
+    write_video(tmp_path / "still.png", _ramp_video(1, 16, 16))
     (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "not json\n")
     return tmp_path
 
@@ -47,7 +49,7 @@ def test_good_files_are_read_with_their_captions_and_bad_ones_counted(folder, ca
         clips = list(dataset)
     captions = [caption for _, caption in clips]
     assert captions == ["a long ramp", "a short gif"]
-    assert dict(dataset.skipped) == {"bad caption line": 1, "no caption": 1, "missing file": 1,
+    assert dict(dataset.skipped) == {"bad caption line": 1, "no caption": 1, "missing file": 1, "not a video": 1,
                                      "truncated": 1, "empty": 1, "unreadable": 1}
     messages = " ".join(r.getMessage() for r in caplog.records)
     for name in ("truncated.mp4", "zero.mp4", "notes.mp4", "uncaptioned.mp4", "gone.mp4"):

@@ -41,6 +41,7 @@ from ..errors import CinecubeError
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
+INDEXED_SUFFIXES = (".mp4", ".m4v", ".mov")          # containers whose header lists every frame
 CAPTIONS_FILE = "captions.jsonl"
 
 
@@ -125,8 +126,13 @@ def iter_frames(path: str | Path, fps: float | None = None, max_frames: int | No
 
 
 def check_complete(path: str | Path) -> None:
-    """Raise DecodeError("truncated") if the container holds fewer video packets than its header
-    promises (a cut-off download or copy), reading packets without decoding them."""
+    """Raise DecodeError("truncated") if an mp4/mov holds fewer video packets than its sample
+    index promises (a cut-off download or copy), reading packets without decoding them.
+
+    Only these containers index every frame up front; an AVI header's frame count is not
+    reliable (OpenCV's tree.avi promises 444 frames and plays its 68 fine), so other
+    containers are only checked for being openable, and decoding finds the rest.
+    """
     import av
 
     try:
@@ -140,7 +146,7 @@ def check_complete(path: str | Path) -> None:
         raise
     except (av.FFmpegError, OSError, ValueError) as error:
         raise DecodeError(f"cannot read '{path}': corrupt container ({_first_line(error)})", "unreadable") from None
-    if promised and count < promised:
+    if promised and count < promised and Path(path).suffix.lower() in INDEXED_SUFFIXES:
         raise DecodeError(f"cannot read '{path}': truncated, {count} of {promised} frames present", "truncated")
 
 
@@ -232,7 +238,11 @@ class VideoFolderDataset:
                 continue
             entries.append(VideoEntry(path, caption))
         for missing in captions:
-            self._skip(missing, "missing file", f"named in {CAPTIONS_FILE} but not found")
+            if missing.is_file():
+                self._skip(missing, "not a video", f"named in {CAPTIONS_FILE} but its suffix is not one of "
+                           f"{', '.join(VIDEO_SUFFIXES)}")
+            else:
+                self._skip(missing, "missing file", f"named in {CAPTIONS_FILE} but not found")
         return entries
 
     # ------------------------------------------------------------------------ clips
