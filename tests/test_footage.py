@@ -166,6 +166,12 @@ def test_build_then_read_back_and_inspect(tmp_path):
     assert summary["videos"] == 6 and summary["skipped"] == {}
     assert summary["total_seconds"] == pytest.approx(6 * 5 / 8)
     assert sum(summary["worlds"].values()) == 6
+    from cinecube.train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS
+
+    (out / "clips" / "000001.mp4").write_bytes(b"")             # broken after the build: its slot moves on
+    from_folder = corpus_source(AUTOENCODER_TRAIN_PRESETS["tiny"], folder=out)
+    videos = from_folder(0)
+    assert len(videos) == 2 and np.array_equal(videos[0], clips[0][0]) and np.array_equal(videos[1], clips[2][0])
     with pytest.raises(CinecubeError, match="already holds a corpus"):
         build_corpus(out, "mix", n=1, progress=False)
 
