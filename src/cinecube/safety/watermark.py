@@ -45,8 +45,11 @@ CRC_BITS = 8
 PAYLOAD_BITS = MODEL_ID_BITS + GENERATION_ID_BITS + CRC_BITS  # 48
 SYNC_BINS = 40  # of the band's 108 bins; the other 68 (136 real chips) carry the payload
 TARGET_PSNR_DB = 40.0  # PSNR of the embedding (luma change only)
+AMPLITUDE_TILT = 0.0  # bin amplitude ~ 1 / frequency ** AMPLITUDE_TILT
+PAYLOAD_WHITENING = 1.0
+MASK_POWER = 0.5  # texture shaping is softened: H.264 erases faint signal in flat areas
 HOST_CANCEL_SHARE = 0.5  # at most this share of the embedding's energy cancels the host
-P_THRESHOLD = 1e-6  # detected when p < this and the CRC matches
+P_THRESHOLD = 1e-5  # detected when p < this and the CRC matches
 # Spread spectrum is used when, before any distortion, its sync reaches this z-score and its
 # payload decodes; otherwise the picture dominates the band and quantization mode is used.
 SPREAD_MIN_Z = 7.0
@@ -253,7 +256,9 @@ def _band_chips(tile: np.ndarray, lay: _Layout) -> np.ndarray:
 def _tile(key: bytes, payload: WatermarkPayload) -> np.ndarray:
     """The (TILE, TILE) spread-spectrum pattern with unit RMS for this key and payload."""
     lay = _layout(key)
-    tile = _to_tile(lay.signs * _chip_data(lay, payload), lay)
+    # more amplitude at lower frequencies, which H.264 quantizes more finely
+    radius = np.hypot(lay.u, lay.v)[:, None]
+    tile = _to_tile(lay.signs * _chip_data(lay, payload) * radius ** -AMPLITUDE_TILT, lay)
     return tile / np.sqrt(np.mean(tile ** 2))
 
 
@@ -278,7 +283,7 @@ def _texture_mask(luma: np.ndarray) -> np.ndarray:
 
     detail = np.abs(luma - uniform_filter(luma, size=(1, 3, 3), mode="reflect"))
     activity = uniform_filter(detail, size=(1, 5, 5), mode="reflect")
-    return np.clip((activity + 2.0) / (float(activity.mean()) + 2.0), 0.5, 3.0)
+    return np.clip((activity + 2.0) / (float(activity.mean()) + 2.0), 0.5, 3.0) ** MASK_POWER
 
 
 def _target_mse() -> float:
@@ -395,14 +400,17 @@ class WatermarkDetection:
 
 
 def _fold(luma: np.ndarray) -> np.ndarray:
-    """(T, H, W) -> (TILE, TILE): the mean of all tile copies of all frames, per tile pixel."""
-    t, h, w = luma.shape
+    """(T, H, W) or (H, W) -> (TILE, TILE): the mean of all tile copies of all frames, per
+    tile pixel (partial tiles at the right and bottom edges count where they have pixels)."""
+    frames = luma.shape[0] if luma.ndim == 3 else 1
+    plane = luma.sum(axis=0, dtype=np.float64) if luma.ndim == 3 else luma.astype(np.float64)
+    h, w = plane.shape
     ph, pw = -(-h // TILE) * TILE, -(-w // TILE) * TILE
-    padded = np.zeros((t, ph, pw), dtype=np.float64)
-    padded[:, :h, :w] = luma
-    total = padded.reshape(t, ph // TILE, TILE, pw // TILE, TILE).sum(axis=(0, 1, 3))
+    padded = np.zeros((ph, pw))
+    padded[:h, :w] = plane
+    total = padded.reshape(ph // TILE, TILE, pw // TILE, TILE).sum(axis=(0, 2))
     count = np.zeros((ph, pw))
-    count[:h, :w] = t
+    count[:h, :w] = frames
     count = count.reshape(ph // TILE, TILE, pw // TILE, TILE).sum(axis=(0, 2))
     return total / np.maximum(count, 1)
 
@@ -418,7 +426,9 @@ def _sync_scores(folded: np.ndarray, lay: _Layout) -> tuple[np.ndarray, np.ndarr
     weights[lay.u[sel] % TILE, lay.v[sel] % TILE] = g * whitened[sel]
     # numpy's fft2 sums X e^{-2 pi i (u dy + v dx) / TILE}: it undoes a shift of (dy, dx)
     scores = np.fft.fft2(weights).real / math.sqrt(sel.sum())
-    return whitened, scores
+    # payload chips keep some of the magnitude: a strong bin is a more reliable one
+    payload_view = spectrum / np.maximum(np.abs(spectrum), 1e-9) ** PAYLOAD_WHITENING
+    return payload_view, scores
 
 
 def _decode(soft_chips: np.ndarray, lay: _Layout) -> tuple[np.ndarray, float]:
@@ -471,59 +481,65 @@ def _tail(z: float) -> float:
 _BUDGET_UNSHIFTED, _BUDGET_SEARCH, _BUDGET_QUANTIZED = 0.45, 0.45, 0.1
 
 
-def detect_watermark(frames: np.ndarray, key: bytes | None = None, search_scales: bool = True) -> WatermarkDetection:
-    """Look for cinecube's watermark in (T, H, W, 3) uint8 frames (or one (H, W, 3) image).
+def _folds(frames: np.ndarray, search_scales: bool = True) -> dict[float, np.ndarray]:
+    """The folded luma tile (TILE, TILE) of the frames as they are (scale 1) and, when
+    ``search_scales``, resized back from each of SEARCH_SCALES (frames too small skipped)."""
+    # folding and resizing are linear: resize the clip's mean frame instead of every frame
+    luma = _luma(frames).mean(axis=0, dtype=np.float64)[None]  # (1, H, W)
+    folds = {1.0: _fold(luma)}
+    for scale in SEARCH_SCALES if search_scales else ():
+        source = _resized_luma(luma, scale)
+        if min(source.shape[1:]) >= TILE // 2:
+            folds[scale] = _fold(source)
+    return folds
 
-    Tries the frames as they are and, when ``search_scales``, resized back from each of
-    SEARCH_SCALES; every cyclic offset of the tile is searched. The p-value pays for every
-    offset, scale and mode tried.
-    """
-    arr = np.asarray(frames)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {arr.dtype} {tuple(arr.shape)}")
-    key = key or DEFAULT_KEY
+
+def _detect_folded(folds: dict[float, np.ndarray], key: bytes, frames_used: int) -> WatermarkDetection:
+    """detect_watermark() once the frames are folded (the p-value pays for every scale
+    SEARCH_SCALES has, searched or not, so it does not depend on the frame size)."""
     lay = _layout(key)
-    luma = _luma(arr)
-    scales = (1.0,) + (tuple(SEARCH_SCALES) if search_scales else ())
-    n_search = len(scales) * TILE * TILE
-
-    folded = _fold(luma)
-    # quantization mode: at offset 0, scale 1; each sync chip lands on its lattice with
+    n_search = (1 + len(SEARCH_SCALES)) * TILE * TILE  # every (scale, offset) pair
+    # quantization mode, at offset 0 and scale 1: each sync chip lands on its lattice with
     # probability 1/2 in unmarked content (the dither is uniform over the key)
-    q_chips = _quantized_chips(folded, lay, key)
+    q_chips = _quantized_chips(folds[1.0], lay, key)
     sync_q = q_chips[lay.sync].reshape(-1)
     q_p = _binomial_tail(sync_q.size, int(np.sum(sync_q > 0))) / _BUDGET_QUANTIZED
-    best = (q_p, 0.0, 1.0, (0, 0), "quantized", q_chips)
-
-    for scale in scales:
-        if scale != 1.0:
-            source = _resized_luma(luma, scale)
-            if min(source.shape[1:]) < TILE // 2:
-                continue
-            folded = _fold(source)
+    best = (q_p, 1.0, (0, 0), "quantized", q_chips)
+    z_unshifted = 0.0
+    for scale, folded in folds.items():
         whitened, scores = _sync_scores(folded, lay)
         flat = int(np.argmax(scores))
         candidates = [(_tail(float(scores.flat[flat])) * n_search / _BUDGET_SEARCH, (flat // TILE, flat % TILE))]
         if scale == 1.0:
-            candidates.append((_tail(float(scores[0, 0])) / _BUDGET_UNSHIFTED, (0, 0)))
+            z_unshifted = float(scores[0, 0])
+            candidates.append((_tail(z_unshifted) / _BUDGET_UNSHIFTED, (0, 0)))
         for p, offset in candidates:
-            if p < best[0] or best[4] == "quantized" and p <= best[0]:
-                chips = _spread_chips(whitened, offset, lay)
-                best = (p, float(scores[offset]), scale, offset, "spread", chips)
-    p, _, scale, offset, mode, chips = best
-    if mode == "quantized":  # still report the spread-spectrum z at offset 0
-        _, scores = _sync_scores(_fold(luma), lay)
-        z = float(scores[0, 0])
-    else:
-        z = best[1]
+            if p < best[0]:
+                best = (p, scale, offset, "spread", _spread_chips(whitened, offset, lay))
+                z_best = float(scores[offset])
+    p, scale, offset, mode, chips = best
     bits, agreement = _decode(chips, lay)
     data, crc = bits[:-CRC_BITS], _bits_int(bits[-CRC_BITS:])
     payload = WatermarkPayload.from_bits(bits) if _crc8(data) == crc else None
     p = min(1.0, p)
     return WatermarkDetection(
         detected=bool(p < P_THRESHOLD and payload is not None), payload=payload, p_value=p,
-        bit_accuracy=agreement, frames_used=int(arr.shape[0]), z_score=z, offset=offset, scale=scale,
+        bit_accuracy=agreement, frames_used=frames_used,
+        z_score=z_best if mode == "spread" else z_unshifted, offset=offset, scale=scale,
         mode=mode, bits=bits,
     )
+
+
+def detect_watermark(frames: np.ndarray, key: bytes | None = None, search_scales: bool = True) -> WatermarkDetection:
+    """Look for cinecube's watermark in (T, H, W, 3) uint8 frames (or one (H, W, 3) image).
+
+    Tries the frames as they are and, when ``search_scales``, resized back from each of
+    SEARCH_SCALES (a resized or cropped-and-resized copy); every cyclic offset of the tile
+    is searched (a crop). The p-value pays for every offset, scale and mode.
+    """
+    arr = np.asarray(frames)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or min(arr.shape[:3]) < 1:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {arr.dtype} {tuple(arr.shape)}")
+    return _detect_folded(_folds(arr, search_scales), key or DEFAULT_KEY, int(arr.shape[0]))
