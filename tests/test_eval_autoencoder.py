@@ -95,9 +95,12 @@ def test_untrained_causal_autoencoder_on_its_grid(clip, tiny_autoencoder):
 def test_clip_smaller_than_a_latent_cell_is_refused(tmp_path, tiny_autoencoder):
     path = tmp_path / "small.mp4"
     write_video(path, _textured(5, 6, 40), fps=8)
+    good = tmp_path / "good.mp4"
+    write_video(good, _textured(5, 16, 16), fps=8)
     with pytest.raises(InvalidRequestError, match="smaller than one latent cell") as info:
-        evaluate_autoencoder(tiny_autoencoder, {"small": path})
+        evaluate_autoencoder(tiny_autoencoder, {"good": good, "small": path}, out_dir=tmp_path / "images")
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "images").exists()                         # nothing written half-way
     with pytest.raises(InvalidRequestError, match="latent cell"):
         pad_to_grid(_textured(1, 6, 40), tiny_autoencoder)
 

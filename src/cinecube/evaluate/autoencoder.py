@@ -172,12 +172,11 @@ def evaluate_autoencoder(autoencoder: Autoencoder, clip_paths: dict[str, Path] |
         raise InvalidRequestError(f"max_side {max_side} is smaller than one latent cell "
                                   f"({autoencoder.config.spatial_factor} pixels)")
     paths = real_clip_paths() if clip_paths is None else dict(clip_paths)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir) if out_dir is not None else None
     autoencoder.eval()
     started = time.time()
     rows = []
+    sheets: dict[str, np.ndarray] = {}                                   # name -> side-by-side image
     for name, path in paths.items():
         clip_started = time.time()
         frames = read_frames(path, fps=None, max_frames=max_frames)       # (T, H, W, 3) native
@@ -190,9 +189,8 @@ def evaluate_autoencoder(autoencoder: Autoencoder, clip_paths: dict[str, Path] |
                "frames": int(frames.shape[0]), "psnr": round(psnr(frames, reconstruction), 3),
                "ssim": round(ssim(frames, reconstruction), 5), "source": source}
         if out_dir is not None:
-            image = out_dir / f"{name}.png"
-            write_video(image, side_by_side(frames, reconstruction))
-            row["image"] = str(image)
+            sheets[name] = side_by_side(frames, reconstruction)
+            row["image"] = str(out_dir / f"{name}.png")
         row["seconds"] = round(time.time() - clip_started, 2)
         rows.append(row)
         if progress is not None:
@@ -200,6 +198,11 @@ def evaluate_autoencoder(autoencoder: Autoencoder, clip_paths: dict[str, Path] |
                      f"SSIM {row['ssim']:.4f}  ({row['seconds']:.1f} s)")
     if not rows:
         raise InvalidRequestError("no clips to evaluate")
+    # Images only once every clip has been measured: a failing clip leaves nothing half-written.
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, sheet in sheets.items():
+            write_video(out_dir / f"{name}.png", sheet)
     return {
         "clips": rows,
         "mean_psnr": round(float(np.mean([r["psnr"] for r in rows])), 3),
