@@ -4,28 +4,36 @@ What is embedded: a 48-bit payload (16-bit model id, 24-bit generation id, 8-bit
 protected by a rate-1/2 convolutional code, plus a payload-independent sync signal that
 gives detection its p-value.
 
-How: a 32x32-pixel pattern tile is added to the luma of every frame, repeated across the
-frame (so it works on any frame size, 32x32 images included, and a crop only shifts it).
-The tile lives in a band of its 2-D Fourier spectrum, at most 7 cycles per tile on each
-axis (periods of 4.6 to 23 pixels): low enough to survive H.264 and a 0.5x resize, high
-enough to stay out of the way of the picture. Each frequency bin of the band is one
-complex "chip" pair; a keyed permutation assigns bins to the sync or to the coded payload
-and keyed random signs scramble them. The same change is added to R, G and B, so only
-luma moves; its amplitude follows the local texture of each frame (more in busy areas,
-less in flat ones) and is scaled so the PSNR of the embedding is TARGET_PSNR_DB.
+Where: a 32x32-pixel tile is added to the luma of every frame, repeated across the frame
+(so any frame size works, a 32x32 image included, and a crop only shifts the tile). The
+tile lives in a band of its 2-D spectrum, 2 to 7 cycles per tile on each axis (periods of
+4.6 to 16 pixels): low enough to survive H.264 and a 0.5x resize. Each of the band's 108
+frequency bins holds two real "chips"; a keyed permutation gives 40 bins to the sync and 68
+to the coded payload, and keyed random signs scramble every chip. The same change goes to
+R, G and B, so only luma moves, and the PSNR of the embedding is TARGET_PSNR_DB.
 
-Detection folds every frame onto one tile (averaging all tile copies of all frames, so
-dropped frames just lower the evidence), takes its spectrum, whitens it (phase only) and
-correlates with the sync for all 1024 cyclic offsets at once with one FFT; the payload is
-read at the best offset with a soft Viterbi decoder. Crops (which shift the tile) and
-resizes that keep or scale the frame are covered by searching offsets and a few scales.
+Two ways of embedding, chosen per clip:
+- spread spectrum (videos, large images): the tile is added, its amplitude following the
+  texture of each frame; what the picture itself puts into the band, averaged the way the
+  detector averages, is partly cancelled. Survives H.264, resizing, brightness, crops.
+- quantization (dither modulation), when the picture would drown spread spectrum (one
+  small still image, or a short small clip of real footage): the tile-average of the luma
+  is moved so each chip lands on the lattice of the bit it carries. The picture cannot
+  interfere, but a brightness change or resize breaks it: it is for lossless copies.
 
-The p-value: for one offset the sync statistic is a sum of terms scrambled by independent
-random signs of the key, so whatever the content, P(z >= t) <= exp(-t^2 / 2) (a Chernoff
-bound; each term is sub-Gaussian with the variance it contributes). Searching offsets and
-scales is paid for by a Bonferroni factor. The bound is checked on clean clips by
-benchmarks/watermark_robustness.py. A video counts as watermarked only when the p-value is
-below P_THRESHOLD and the decoded payload's CRC matches.
+Detection folds all frames onto one tile (the average of every tile copy; dropped frames
+only lower the evidence), takes its spectrum, keeps the phase of each bin and correlates
+with the sync at all 1024 cyclic offsets with one FFT, for the frames as they are and
+resized back from a few scales; the payload is read at the best offset by soft Viterbi.
+
+The p-value holds for any content, over the key's randomness: at one offset the sync
+statistic is a sum of terms scrambled by independent random signs, so P(z >= t) <=
+exp(-t^2 / 2) (Chernoff; every term is sub-Gaussian with the variance it contributes);
+quantization mode's sync count is exactly Binomial(80, 1/2). Offsets, scales and modes are
+paid for by a weighted Bonferroni correction, and a matching CRC multiplies the p-value by
+2^-8 (the payload chips' signs are independent of the sync's and the code is linear, so a
+decoded payload from unmarked content is uniform). Detected = p < P_THRESHOLD and the CRC
+matches. benchmarks/watermark_robustness.py checks all this on clean clips.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ AMPLITUDE_TILT = 0.0  # bin amplitude ~ 1 / frequency ** AMPLITUDE_TILT
 PAYLOAD_WHITENING = 1.0
 MASK_POWER = 0.5  # texture shaping is softened: H.264 erases faint signal in flat areas
 HOST_CANCEL_SHARE = 0.5  # at most this share of the embedding's energy cancels the host
-P_THRESHOLD = 1e-5  # detected when p < this and the CRC matches
+P_THRESHOLD = 1e-5  # detected when p < this and the CRC matches: at most 1e-5 false positives
 # Spread spectrum is used when, before any distortion, its sync reaches this z-score and its
 # payload decodes; otherwise the picture dominates the band and quantization mode is used.
 SPREAD_MIN_Z = 7.0
@@ -389,7 +397,7 @@ class WatermarkDetection:
 
     detected: bool  # p_value < P_THRESHOLD and the CRC of the decoded payload matches
     payload: WatermarkPayload | None  # the decoded payload when its CRC matches, else None
-    p_value: float  # chance of sync evidence this strong in unmarked content (upper bound)
+    p_value: float  # chance of evidence this strong (sync, and CRC if it matched) in unmarked content
     bit_accuracy: float  # share of payload chips agreeing with the decoded codeword (~0.5-0.75 if unmarked)
     frames_used: int
     z_score: float  # spread-spectrum sync correlation, standard deviations, at the best offset/scale
@@ -521,6 +529,11 @@ def _detect_folded(folds: dict[float, np.ndarray], key: bytes, frames_used: int)
     bits, agreement = _decode(chips, lay)
     data, crc = bits[:-CRC_BITS], _bits_int(bits[-CRC_BITS:])
     payload = WatermarkPayload.from_bits(bits) if _crc8(data) == crc else None
+    if payload is not None:
+        # The payload chips' key signs are independent of the sync's, and the code is linear,
+        # so in unmarked content the decoded payload is uniform: its CRC matches with
+        # probability 2^-8, independently of the sync evidence.
+        p *= 2.0 ** -CRC_BITS
     p = min(1.0, p)
     return WatermarkDetection(
         detected=bool(p < P_THRESHOLD and payload is not None), payload=payload, p_value=p,
