@@ -6,8 +6,9 @@ gives detection its p-value.
 
 Where: a 32x32-pixel tile is added to the luma of every frame, repeated across the frame
 (so any frame size works, a 32x32 image included, and a crop only shifts the tile). The
-tile lives in a band of its 2-D spectrum, 2 to 7 cycles per tile on each axis (periods of
-4.6 to 16 pixels): low enough to survive H.264 and a 0.5x resize. Each of the band's 108
+tile lives in a band of its 2-D spectrum: at most 7 cycles per tile on either axis (periods
+down to 4.6 pixels) and at least 2 on one of them: low enough to survive H.264 and a 0.5x
+resize, clear of the slowest variations of the picture. Each of the band's 108
 frequency bins holds two real "chips"; a keyed permutation gives 40 bins to the sync and 68
 to the coded payload, and keyed random signs scramble every chip. The same change goes to
 R, G and B, so only luma moves, and the PSNR of the embedding is TARGET_PSNR_DB.
@@ -53,9 +54,7 @@ CRC_BITS = 8
 PAYLOAD_BITS = MODEL_ID_BITS + GENERATION_ID_BITS + CRC_BITS  # 48
 SYNC_BINS = 40  # of the band's 108 bins; the other 68 (136 real chips) carry the payload
 TARGET_PSNR_DB = 40.0  # PSNR of the embedding (luma change only)
-AMPLITUDE_TILT = 0.0  # bin amplitude ~ 1 / frequency ** AMPLITUDE_TILT
-PAYLOAD_WHITENING = 1.0
-MASK_POWER = 0.5  # texture shaping is softened: H.264 erases faint signal in flat areas
+MASK_POWER = 0.5  # texture shaping is softened: H.264 erases a faint signal in flat areas
 HOST_CANCEL_SHARE = 0.5  # at most this share of the embedding's energy cancels the host
 P_THRESHOLD = 1e-5  # detected when p < this and the CRC matches: at most 1e-5 false positives
 # Spread spectrum is used when, before any distortion, its sync reaches this z-score and its
@@ -264,9 +263,7 @@ def _band_chips(tile: np.ndarray, lay: _Layout) -> np.ndarray:
 def _tile(key: bytes, payload: WatermarkPayload) -> np.ndarray:
     """The (TILE, TILE) spread-spectrum pattern with unit RMS for this key and payload."""
     lay = _layout(key)
-    # more amplitude at lower frequencies, which H.264 quantizes more finely
-    radius = np.hypot(lay.u, lay.v)[:, None]
-    tile = _to_tile(lay.signs * _chip_data(lay, payload) * radius ** -AMPLITUDE_TILT, lay)
+    tile = _to_tile(lay.signs * _chip_data(lay, payload), lay)
     return tile / np.sqrt(np.mean(tile ** 2))
 
 
@@ -434,9 +431,7 @@ def _sync_scores(folded: np.ndarray, lay: _Layout) -> tuple[np.ndarray, np.ndarr
     weights[lay.u[sel] % TILE, lay.v[sel] % TILE] = g * whitened[sel]
     # numpy's fft2 sums X e^{-2 pi i (u dy + v dx) / TILE}: it undoes a shift of (dy, dx)
     scores = np.fft.fft2(weights).real / math.sqrt(sel.sum())
-    # payload chips keep some of the magnitude: a strong bin is a more reliable one
-    payload_view = spectrum / np.maximum(np.abs(spectrum), 1e-9) ** PAYLOAD_WHITENING
-    return payload_view, scores
+    return whitened, scores
 
 
 def _decode(soft_chips: np.ndarray, lay: _Layout) -> tuple[np.ndarray, float]:
