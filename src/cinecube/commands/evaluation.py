@@ -1,0 +1,150 @@
+"""`cinecube eval fvd`, `cinecube eval fid` and `cinecube eval all` (metrics + HTML report).
+
+    cinecube eval fvd SET_A SET_B [--feature logits|pool] [--frames 16] [--out fvd.json]
+    cinecube eval fvd --check-real [--windows-per-half 4] [--out i3d_check.json]
+    cinecube eval fid SET_A SET_B [--frames-per-video N] [--out fid.json]
+    cinecube eval all [--model M] --out report/ [--n-prompts K] [--steps S] [--quick]
+
+A SET is a video file or a folder of video files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import CinecubeError
+
+VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".webm", ".mov", ".mkv")
+
+
+def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubParsersAction) -> None:
+    f = eval_commands.add_parser("fvd", help="Fréchet Video Distance (Kinetics-400 I3D) between two sets of videos")
+    f.add_argument("set_a", nargs="?", help="video file or folder of videos")
+    f.add_argument("set_b", nargs="?", help="video file or folder of videos")
+    f.add_argument("--feature", choices=["logits", "pool"], default="logits",
+                   help="I3D embedding: 400-d logits (the FVD reference) or 1024-d pooled features")
+    f.add_argument("--frames", type=int, default=16, help="frames taken from the start of each video (0 = all)")
+    f.add_argument("--check-real", action="store_true",
+                   help="check the I3D port on the held-out real clips instead: top-5 labels, "
+                        "FVD between halves of a clip vs between clips")
+    f.add_argument("--windows-per-half", type=int, default=4, help="16-frame windows per clip half (--check-real)")
+    f.add_argument("--out", default=None, help="JSON file for the result")
+    f.set_defaults(func=cmd_eval_fvd)
+
+    d = eval_commands.add_parser("fid", help="per-frame FID (TF-Inception) between two sets of videos or images")
+    d.add_argument("set_a", help="video/image file or folder")
+    d.add_argument("set_b", help="video/image file or folder")
+    d.add_argument("--frames-per-video", type=int, default=None,
+                   help="evenly spaced frames used per video (default: all)")
+    d.add_argument("--out", default=None, help="JSON file for the result")
+    d.set_defaults(func=cmd_eval_fid)
+
+    a = eval_commands.add_parser("all", help="generate, measure everything, write report.json and an HTML report")
+    a.add_argument("--model", default=None, help="checkpoint or run folder (default: the bundled model)")
+    a.add_argument("--out", required=True, help="report folder (report.json, index.html, videos/, plots)")
+    a.add_argument("--quick", action="store_true", help="a few prompts and steps (smoke test, minutes on a CPU)")
+    a.add_argument("--n-prompts", type=int, default=None, help="held-out prompts (default 16; quick 3)")
+    a.add_argument("--steps", type=int, default=None, help="sampling steps (default 20; quick 4)")
+    a.add_argument("--guidance", type=float, default=3.0)
+    a.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompt set")
+    a.add_argument("--videos-per-prompt", type=int, default=1, help="generated videos shown per prompt")
+    a.add_argument("--fid-frames", type=int, default=None, help="frames per video for FID (default 8; quick 3)")
+    check = a.add_mutually_exclusive_group()
+    check.add_argument("--i3d-check", dest="i3d_check", action="store_true", default=None,
+                       help="include the I3D check on real clips (default unless --quick)")
+    check.add_argument("--no-i3d-check", dest="i3d_check", action="store_false")
+    a.set_defaults(func=cmd_eval_all)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _video_files(spec: str | None, what: str) -> list[Path]:
+    if not spec:
+        raise CinecubeError(f"{what} is missing: give a video file or a folder of videos")
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES + (".png", ".jpg", ".jpeg"))
+        if not files:
+            raise CinecubeError(f"{what} folder '{path}' holds no videos ({', '.join(VIDEO_SUFFIXES)}) or images")
+        return files
+    if path.is_file():
+        return [path]
+    raise CinecubeError(f"{what} '{path}' does not exist")
+
+
+def _read_all(files: list[Path], frames: int | None) -> list:
+    from ..evaluate.fvd import read_frames
+
+    return [read_frames(p, 0, frames or None) for p in files]
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        out = Path(path)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(out)
+        print(f"wrote {out}")
+
+
+def cmd_eval_fvd(args: argparse.Namespace) -> int:
+    from ..evaluate.fvd import fvd, real_clip_validation
+
+    started = time.time()
+    if args.check_real:
+        if args.windows_per_half < 2:
+            raise CinecubeError(f"--windows-per-half must be at least 2, got {args.windows_per_half}")
+        result = real_clip_validation(windows_per_half=args.windows_per_half)
+        for name, labels in result["top5"].items():
+            print(f"{name:<13} " + ", ".join(f"{label} ({p:.0%})" for label, p in labels))
+        for feat, s in result["summary"].items():
+            print(f"FVD ({feat}): same-clip halves mean {s['same_clip_halves_mean']:.1f} (max {s['same_max']:.1f}); "
+                  f"different clips mean {s['different_clips_mean']:.1f} (min {s['different_min']:.1f})")
+    else:
+        if args.frames < 0:
+            raise CinecubeError(f"--frames must be 0 (all) or positive, got {args.frames}")
+        videos_a = _read_all(_video_files(args.set_a, "SET_A"), args.frames)
+        videos_b = _read_all(_video_files(args.set_b, "SET_B"), args.frames)
+        result = fvd(videos_a, videos_b, feature=args.feature).to_json()
+        print(f"FVD ({args.feature}) {result['value']:.2f} over {result['n_a']} vs {result['n_b']} videos")
+        if result["note"]:
+            print(f"note: {result['note']}")
+    result["seconds"] = round(time.time() - started, 1)
+    _write_json(args.out, result)
+    return 0
+
+
+def cmd_eval_fid(args: argparse.Namespace) -> int:
+    from ..evaluate.fid import fid
+
+    if args.frames_per_video is not None and args.frames_per_video < 1:
+        raise CinecubeError(f"--frames-per-video must be at least 1, got {args.frames_per_video}")
+    videos_a = _read_all(_video_files(args.set_a, "SET_A"), None)
+    videos_b = _read_all(_video_files(args.set_b, "SET_B"), None)
+    result = fid(videos_a, videos_b, max_frames_per_video=args.frames_per_video).to_json()
+    print(f"FID per frame {result['value']:.2f} over {result['n_a']} vs {result['n_b']} frames")
+    if result["note"]:
+        print(f"note: {result['note']}")
+    _write_json(args.out, result)
+    return 0
+
+
+def cmd_eval_all(args: argparse.Namespace) -> int:
+    from ..evaluate.report import evaluate_all, summary_table
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CinecubeError(f"--out '{out}' exists and is not a folder")
+    results = evaluate_all(out, args.model, quick=args.quick, n_prompts=args.n_prompts, steps=args.steps,
+                           guidance=args.guidance, seed=args.seed, videos_per_prompt=args.videos_per_prompt,
+                           fid_frames=args.fid_frames, i3d_check=args.i3d_check, log=_log)
+    print(summary_table(results))
+    print(f"wrote {out / 'report.json'} and {out / 'index.html'} "
+          f"({results['stage_seconds']['total']:.0f} s)")
+    return 0
