@@ -43,29 +43,37 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
     (the `cu_seqlens` of flash-attention's varlen interface). Returns (Nq, H, d).
 
     CPU path: segments with the same (query, key) lengths are stacked into one batched
-    scaled_dot_product_attention call, so no FLOP is spent on masked-out pairs.
+    scaled_dot_product_attention call, so no FLOP is spent on masked-out pairs. Segments are
+    cut with `split` and joined with `cat` (whose backward passes are a cat and a split), and
+    a run of consecutive equal segments is a view, so the common case copies nothing.
     """
-    out = torch.empty_like(q)
-    q_starts = [0]
-    for n in q_lengths[:-1]:
-        q_starts.append(q_starts[-1] + n)
-    k_starts = [0]
-    for n in k_lengths[:-1]:
-        k_starts.append(k_starts[-1] + n)
+    shapes = list(zip(q_lengths, k_lengths))
+    if len(set(shapes)) == 1:   # every segment the same shape: one call on views
+        b, (nq, nk) = len(shapes), shapes[0]
+        return _attend(q, k, v, b, nq, nk)
 
+    q_parts, k_parts, v_parts = q.split(q_lengths), k.split(k_lengths), v.split(k_lengths)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for index, key in enumerate(zip(q_lengths, k_lengths)):
-        groups[key].append(index)
-
+    for index, shape in enumerate(shapes):
+        groups[shape].append(index)
+    outputs: list[Tensor] = [q] * len(shapes)
     for (nq, nk), members in groups.items():
-        # (B, H, n, d) for the B segments of this shape
-        qs = torch.stack([q[q_starts[i]:q_starts[i] + nq] for i in members]).transpose(1, 2)
-        ks = torch.stack([k[k_starts[i]:k_starts[i] + nk] for i in members]).transpose(1, 2)
-        vs = torch.stack([v[k_starts[i]:k_starts[i] + nk] for i in members]).transpose(1, 2)
-        o = F.scaled_dot_product_attention(qs, ks, vs).transpose(1, 2)   # (B, nq, H, d)
-        for row, i in enumerate(members):
-            out[q_starts[i]:q_starts[i] + nq] = o[row]
-    return out
+        qs = torch.cat([q_parts[i] for i in members])          # (B*nq, H, d)
+        ks = torch.cat([k_parts[i] for i in members])          # (B*nk, H, d)
+        vs = torch.cat([v_parts[i] for i in members])
+        o = _attend(qs, ks, vs, len(members), nq, nk)         # (B*nq, H, d)
+        for part, i in zip(o.split(nq), members):
+            outputs[i] = part
+    return torch.cat(outputs)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, b: int, nq: int, nk: int) -> Tensor:
+    """Dense attention of b equal segments: q (b*nq, H, d), k and v (b*nk, H, d) -> (b*nq, H, d)."""
+    heads, d = q.shape[1:]
+    o = F.scaled_dot_product_attention(q.view(b, nq, heads, d).transpose(1, 2),   # (b, H, nq, d)
+                                       k.view(b, nk, heads, d).transpose(1, 2),
+                                       v.view(b, nk, heads, d).transpose(1, 2))
+    return o.transpose(1, 2).reshape(b * nq, heads, d)
 
 
 # ---------------------------------------------------------------------------------------
@@ -93,21 +101,24 @@ class Rotary3D(nn.Module):
             freqs = theta ** (-torch.arange(0, d, 2).float() / d)   # (d/2,)
             self.register_buffer(f"freqs_{name}", freqs, persistent=False)
 
-    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """positions (N, 3) -> cos, sin of shape (N, 1, head_dim/2) to rotate (N, H, head_dim)."""
+    def forward(self, positions: Tensor) -> Tensor:
+        """positions (N, 3) -> unit complex rotations (N, 1, head_dim/2) for (N, H, head_dim)."""
         angles = torch.cat([
             positions[:, 0:1] * self.freqs_t,
             positions[:, 1:2] * self.freqs_h,
             positions[:, 2:3] * self.freqs_w,
         ], dim=-1)                                            # (N, head_dim/2)
-        return angles.cos()[:, None], angles.sin()[:, None]
+        return torch.polar(torch.ones_like(angles), angles)[:, None]
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate consecutive pairs of x (N, H, d) by the angles whose cos/sin are (N, 1, d/2)."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)   # (N, H, d/2) each
-    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return rotated.flatten(-2).type_as(x)
+def apply_rotary(x: Tensor, rotations: Tensor) -> Tensor:
+    """Rotate consecutive pairs (x1, x2) of x (N, H, d) by the unit complex numbers (N, 1, d/2).
+
+    (x1 + i x2) * (cos a + i sin a) = (x1 cos a - x2 sin a) + i (x1 sin a + x2 cos a): one
+    complex multiply instead of four real ones and a stack.
+    """
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))   # (N, H, d/2) complex
+    return torch.view_as_real(pairs * rotations).flatten(-2).type_as(x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,11 +134,11 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.RMSNorm(width // heads)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], lengths: list[int]) -> Tensor:
+    def forward(self, x: Tensor, rope: Tensor, lengths: list[int]) -> Tensor:
         n, width = x.shape
         q, k, v = self.qkv(x).view(n, 3, self.heads, width // self.heads).unbind(1)  # (N, H, d)
-        q = apply_rotary(self.q_norm(q), *rope)
-        k = apply_rotary(self.k_norm(k), *rope)
+        q = apply_rotary(self.q_norm(q), rope)
+        k = apply_rotary(self.k_norm(k), rope)
         o = varlen_attention(q, k, v, lengths, lengths)                              # (N, H, d)
         return self.out(o.reshape(n, width))
 
@@ -152,6 +163,20 @@ class CrossAttention(nn.Module):
         return self.out(o.reshape(n, width))
 
 
+def modulation_per_token(modulation: nn.Module, cond: Tensor, cond_index: Tensor, parts: int) -> list[Tensor]:
+    """adaLN shift / (1 + scale) / gate rows for every token: `parts` tensors of (N, D).
+
+    The conditioning takes only a few distinct values (one per video and timestep), so the
+    modulation MLP runs on those (U, D) rows; scales get their 1 + there, and each part is then
+    looked up per token with `F.embedding`, whose CPU backward is several times faster than
+    that of indexing or index_select (a scatter_add). Parts come in (shift, scale, gate) order;
+    scales are returned as 1 + scale.
+    """
+    rows = modulation(cond).chunk(parts, dim=-1)                      # parts x (U, D)
+    rows = [1 + r if i % 3 == 1 else r for i, r in enumerate(rows)]
+    return [F.embedding(cond_index, r) for r in rows]                # parts x (N, D)
+
+
 class Block(nn.Module):
     """adaLN-zero transformer block with cross-attention to the text."""
 
@@ -171,15 +196,12 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: Tensor, cond: Tensor, cond_index: Tensor, rope: tuple[Tensor, Tensor],
+    def forward(self, x: Tensor, cond: Tensor, cond_index: Tensor, rope: Tensor,
                 text: Tensor, lengths: list[int], text_lengths: list[int]) -> Tensor:
-        # The conditioning takes only a few distinct values (one per video and timestep), so
-        # the modulation MLP runs on those (U, D) rows and is gathered to tokens (N, 6D).
-        mod = self.modulation(cond)[cond_index]
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, rope, lengths)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation_per_token(self.modulation, cond, cond_index, 6)
+        x = torch.addcmul(x, gate1, self.attn(torch.addcmul(shift1, self.norm1(x), scale1), rope, lengths))
         x = x + self.cross(self.norm_cross(x), text, lengths, text_lengths)
-        x = x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        x = torch.addcmul(x, gate2, self.mlp(torch.addcmul(shift2, self.norm2(x), scale2)))
         return x
 
 
@@ -194,8 +216,8 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor, cond: Tensor, cond_index: Tensor) -> Tensor:
-        shift, scale = self.modulation(cond)[cond_index].chunk(2, dim=-1)
-        return self.linear(self.norm(x) * (1 + scale) + shift)
+        shift, scale = modulation_per_token(self.modulation, cond, cond_index, 2)
+        return self.linear(torch.addcmul(shift, self.norm(x), scale))
 
 
 # ---------------------------------------------------------------------------------------
