@@ -63,7 +63,8 @@ def _fake_results(out: Path) -> dict:
                       "videos": [{"path": f"videos/case_{i:03d}.mp4", "seed": 7 + i, "seconds": 1.25}],
                       "truth": f"videos/case_{i:03d}_truth.mp4",
                       "results": {"color": True, "shape": i == 0, "direction": None, "count": True}})
-    fvd = {"logits": {"value": 123.4, "n_a": 2, "n_b": 2, "dim": 400, "feature": "logits", "note": "rank <= 1"},
+    fvd = {"logits": {"value": 123.4, "n_a": 2, "n_b": 2, "dim": 400, "feature": "logits", "note": "rank <= 1",
+                      "floor": 99.0},
            "pool": {"value": 5.6, "n_a": 2, "n_b": 2, "dim": 1024, "feature": "pool", "note": "rank <= 1"}}
     return {
         "model": {"name": "test-model", "path": "runs/x", "weights_sha256": "ab" * 32, "autoencoder": "causal3d"},
@@ -74,7 +75,7 @@ def _fake_results(out: Path) -> dict:
                       "targets": {"color": 0.9, "shape": 0.7, "direction": 0.8, "count": 0.8},
                       "all_pass": 0.5, "n_cases": 2},
         "fvd": fvd,
-        "fid": {"value": 77.7, "n_a": 20, "n_b": 20, "dim": 2048, "feature": "inception-pool3", "note": "",
+        "fid": {"value": 77.7, "n_a": 20, "n_b": 20, "dim": 2048, "feature": "inception-pool3", "note": "", "floor": 31.5,
                 "frames_per_video": "all"},
         "autoencoder": {"status": "ok", "kind": "causal3d", "compression": "4x8x8", "mean_psnr": 28.5,
                         "mean_ssim": 0.81, "clips": [{"name": "tree", "frames": 9, "height": 64, "width": 64,
@@ -118,7 +119,7 @@ def test_report_writes_json_html_and_plots(report_dir):
                        "videos/case_001.mp4", "videos/case_001_truth.mp4"]
     assert all((out / s).is_file() for s in sources)
     for text in ("Prompt adherence", "FVD (I3D 400-d logits)", "FID per frame", "Generation time",
-                 "Autoencoder reconstruction", "I3D check on real clips", "opening bottle", "below target",
+                 "Autoencoder reconstruction", "<th>floor</th>", "99.00", "31.50", "I3D check on real clips", "opening bottle", "below target",
                  '<img src="loss.png"'):
         assert text in page, text
 
@@ -200,6 +201,7 @@ def test_eval_all_quick_end_to_end(tmp_path, capsys):
     results = json.loads((out / "report.json").read_text())
     assert results["adherence"]["n_cases"] == 2
     assert results["fvd"]["logits"]["n_a"] == 2 and results["fid"]["n_a"] == 4
+    assert results["fvd"]["logits"]["floor"] >= 0 and results["fid"]["floor"] >= 0
     assert results["timing"]["videos"] == 2 and results["timing"]["mean_seconds_per_video"] > 0
     assert results["autoencoder"]["status"]
     for case in results["cases"]:

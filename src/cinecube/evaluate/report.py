@@ -190,19 +190,33 @@ def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick:
         row["expected"] = record["expected"]
         row["detected"] = [{k: d[k] for k in ("color", "shape", "direction")} for d in record["detected"]]
 
+    # The floor a perfect model would reach at this sample size: the world's renders of these
+    # prompts against its renders of as many other held-out prompts.
+    others = [render(c.scene) for c in heldout_cases(2 * len(cases), seed=seed)[len(cases):]]
+
     log("FVD (I3D) of generated vs ground-truth renders")
     t0 = time.perf_counter()
-    from cinecube.evaluate.fvd import fvd_both
+    from cinecube.evaluate.fvd import frechet_distance
+    from cinecube.evaluate.i3d import i3d_outputs
 
-    fvd = {k: v.to_json() for k, v in fvd_both(generated, truths).items()}
+    i3d = {name: i3d_outputs(videos) for name, videos in
+           (("generated", generated), ("truth", truths), ("others", others))}
+    fvd: dict[str, Any] = {}
+    for index, feature in enumerate(("logits", "pool")):
+        fvd[feature] = frechet_distance(i3d["generated"][index], i3d["truth"][index], feature).to_json()
+        fvd[feature]["floor"] = frechet_distance(i3d["others"][index], i3d["truth"][index], feature).value
     stage_seconds["fvd"] = time.perf_counter() - t0
 
     log("per-frame FID (TF-Inception) of generated vs ground-truth renders")
     t0 = time.perf_counter()
-    from cinecube.evaluate.fid import fid
+    from cinecube.evaluate.fid import frame_features
 
-    fid_result = fid(generated, truths, max_frames_per_video=settings["fid_frames"]).to_json()
-    fid_result["frames_per_video"] = settings["fid_frames"] or "all"
+    frames_per_video = settings["fid_frames"]
+    inception = {name: frame_features(videos, frames_per_video) for name, videos in
+                 (("generated", generated), ("truth", truths), ("others", others))}
+    fid_result = frechet_distance(inception["generated"], inception["truth"], "inception-pool3").to_json()
+    fid_result["floor"] = frechet_distance(inception["others"], inception["truth"], "inception-pool3").value
+    fid_result["frames_per_video"] = frames_per_video or "all"
     stage_seconds["fid"] = time.perf_counter() - t0
 
     log("autoencoder PSNR/SSIM")
@@ -337,7 +351,7 @@ th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: ta
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 10px; }
 .card p { margin: 0 0 6px; font-size: 14px; }
 .card .videos { display: flex; gap: 8px; flex-wrap: wrap; }
-.card figure { margin: 0; } .card figcaption { font-size: 12px; color: #666; text-align: center; }
+.card figure { margin: 0; width: 160px; } .card figcaption { font-size: 12px; color: #666; text-align: center; }
 video { width: 160px; height: auto; image-rendering: pixelated; background: #000; }
 .flags span { display: inline-block; margin-right: 6px; font-size: 13px; }
 .note { color: #666; font-size: 13px; }
@@ -427,10 +441,10 @@ def _frechet_rows(results: dict[str, Any]) -> list[list[Any]]:
     for key, label in labels.items():
         if key in fvd:
             r = fvd[key]
-            rows.append([label, r["value"], f"{r['n_a']} vs {r['n_b']} videos", r.get("note", "")])
+            rows.append([label, r["value"], r.get("floor"), f"{r['n_a']} vs {r['n_b']} videos", r.get("note", "")])
     fid = results.get("fid")
     if fid:
-        rows.append(["FID per frame (TF-Inception 2048-d)", fid["value"],
+        rows.append(["FID per frame (TF-Inception 2048-d)", fid["value"], fid.get("floor"),
                      f"{fid['n_a']} vs {fid['n_b']} frames ({fid.get('frames_per_video', 'all')} per video)",
                      fid.get("note", "")])
     return rows
@@ -499,9 +513,11 @@ def render_html(results: dict[str, Any]) -> str:
     frechet = _frechet_rows(results)
     if frechet:
         parts.append("<h2>Distribution distances (generated vs ground-truth renders)</h2>"
-                     + _table(["metric", "value", "samples", "note"], frechet)
-                     + '<p class="note">Lower is better. FVD uses the deepmind kinetics-i3d weights; '
-                       "values compare cinecube evaluations with equal sample counts, not published figures.</p>")
+                     + _table(["metric", "value", "floor", "samples", "note"], frechet)
+                     + '<p class="note">Lower is better. The floor is the same distance between the world\'s '
+                       "renders of these prompts and of as many other held-out prompts: what a perfect model "
+                       "would score at this sample size. FVD uses the deepmind kinetics-i3d weights; values "
+                       "compare cinecube evaluations with equal sample counts, not published figures.</p>")
     if timing:
         parts.append("<h2>Generation time</h2>" + _table(
             ["videos", "steps", "mean s / video", "median s / video", "max s / video", "frames / s", "threads"],
@@ -583,10 +599,12 @@ def summary_table(results: dict[str, Any]) -> str:
         acc = ", ".join(f"{k} {'n/a' if v is None else f'{v:.0%}'}" for k, v in adh["accuracy"].items())
         lines.append(f"adherence: {acc}; all {adh['all_pass']:.0%} ({adh['n_cases']} cases)")
     for key, r in (results.get("fvd") or {}).items():
-        lines.append(f"FVD ({key}): {r['value']:.1f}  [{r['n_a']} vs {r['n_b']} videos]")
+        lines.append(f"FVD ({key}): {r['value']:.1f}  (floor {r.get('floor', float('nan')):.1f}; "
+                     f"{r['n_a']} vs {r['n_b']} videos)")
     fid = results.get("fid")
     if fid:
-        lines.append(f"FID per frame: {fid['value']:.1f}  [{fid['n_a']} vs {fid['n_b']} frames]")
+        lines.append(f"FID per frame: {fid['value']:.1f}  (floor {fid.get('floor', float('nan')):.1f}; "
+                     f"{fid['n_a']} vs {fid['n_b']} frames)")
     ae = results.get("autoencoder") or {}
     if ae.get("status") == "ok":
         lines.append(f"autoencoder: PSNR {ae.get('mean_psnr', float('nan')):.2f} dB, SSIM {ae.get('mean_ssim', float('nan')):.3f}")
