@@ -75,7 +75,8 @@ def _fake_results(out: Path) -> dict:
                       "targets": {"color": 0.9, "shape": 0.7, "direction": 0.8, "count": 0.8},
                       "all_pass": 0.5, "n_cases": 2},
         "fvd": fvd,
-        "fid": {"value": 77.7, "n_a": 20, "n_b": 20, "dim": 2048, "feature": "inception-pool3", "note": "", "floor": 31.5,
+        "fid": {"value": 77.7, "n_a": 20, "n_b": 20, "dim": 2048, "feature": "inception-pool3", "note": "",
+                "floor": 31.5,
                 "frames_per_video": "all"},
         "autoencoder": {"status": "ok", "kind": "causal3d", "compression": "4x8x8", "mean_psnr": 28.5,
                         "mean_ssim": 0.81, "clips": [{"name": "tree", "frames": 9, "height": 64, "width": 64,
@@ -119,7 +120,8 @@ def test_report_writes_json_html_and_plots(report_dir):
                        "videos/case_001.mp4", "videos/case_001_truth.mp4"]
     assert all((out / s).is_file() for s in sources)
     for text in ("Prompt adherence", "FVD (I3D 400-d logits)", "FID per frame", "Generation time",
-                 "Autoencoder reconstruction", "<th>floor</th>", "99.00", "31.50", "I3D check on real clips", "opening bottle", "below target",
+                 "Autoencoder reconstruction", "<th>floor</th>", "99.00", "31.50",
+                 "I3D check on real clips", "opening bottle", "below target",
                  '<img src="loss.png"'):
         assert text in page, text
 

@@ -52,7 +52,8 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     a.add_argument("--guidance", type=float, default=3.0)
     a.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompt set")
     a.add_argument("--videos-per-prompt", type=int, default=1, help="generated videos shown per prompt")
-    a.add_argument("--fid-frames", type=int, default=None, help="frames per video for FID (default 8; quick 3)")
+    a.add_argument("--fid-frames", type=int, default=None,
+                   help="evenly spaced frames per video for FID (default 4; quick 3)")
     check = a.add_mutually_exclusive_group()
     check.add_argument("--i3d-check", dest="i3d_check", action="store_true", default=None,
                        help="include the I3D check on real clips (default unless --quick)")

@@ -47,7 +47,7 @@ def settings_for(quick: bool, n_prompts: int | None = None, steps: int | None = 
     """Defaults: a real evaluation, or ``quick`` (a few prompts, few steps) for tests and smoke runs."""
     base = ({"n_prompts": 3, "steps": 4, "fid_frames": 3, "i3d_check": False, "ae_max_frames": 9}
             if quick else
-            {"n_prompts": 16, "steps": 20, "fid_frames": 8, "i3d_check": True, "ae_max_frames": 33})
+            {"n_prompts": 16, "steps": 20, "fid_frames": 4, "i3d_check": True, "ae_max_frames": 33})
     for key, value in (("n_prompts", n_prompts), ("steps", steps), ("fid_frames", fid_frames),
                        ("i3d_check", i3d_check)):
         if value is not None:
@@ -607,7 +607,8 @@ def summary_table(results: dict[str, Any]) -> str:
                      f"{fid['n_a']} vs {fid['n_b']} frames)")
     ae = results.get("autoencoder") or {}
     if ae.get("status") == "ok":
-        lines.append(f"autoencoder: PSNR {ae.get('mean_psnr', float('nan')):.2f} dB, SSIM {ae.get('mean_ssim', float('nan')):.3f}")
+        lines.append(f"autoencoder: PSNR {ae.get('mean_psnr', float('nan')):.2f} dB, "
+                     f"SSIM {ae.get('mean_ssim', float('nan')):.3f}")
     elif ae:
         lines.append(f"autoencoder: {ae.get('status')}")
     timing = results.get("timing")
