@@ -137,6 +137,16 @@ def test_survives_crop_and_frame_drop():
     assert det.offset == (7, 11)
 
 
+def test_still_image_survives_brightness_change():
+    image = _textured(1, 32, 32, seed=3)
+    marked = embed_watermark(image, PAYLOAD)
+    assert detect_watermark(marked).mode == "quantized"  # one small image: quantization mode
+    for factor in (0.8, 1.2):
+        brighter = np.clip(np.rint(marked * factor), 0, 255).astype(np.uint8)
+        det = detect_watermark(brighter)
+        assert det.detected and det.payload == PAYLOAD, (factor, det)
+
+
 def test_clean_content_is_not_detected():
     from cinecube.data.assets import real_clip_paths
     from cinecube.video_io import read_video

@@ -60,6 +60,8 @@ P_THRESHOLD = 1e-5  # detected when p < this and the CRC matches: at most 1e-5 f
 # Spread spectrum is used when, before any distortion, its sync reaches this z-score and its
 # payload decodes; otherwise the picture dominates the band and quantization mode is used.
 SPREAD_MIN_Z = 7.0
+# Gains searched in quantization mode (a brightness change scales its lattice): x0.7 to x1.35.
+QUANTIZED_GAINS = 1.02 ** np.arange(-18, 16)
 # Scales tried when detecting, besides 1: a frame resized by s has its tile resized by s.
 SEARCH_SCALES = (0.5, 0.75, 1 / 0.9)
 
@@ -451,10 +453,24 @@ def _spread_chips(whitened: np.ndarray, offset: tuple[int, int], lay: _Layout) -
     return np.stack([aligned.real, aligned.imag], axis=1) * lay.signs
 
 
-def _quantized_chips(folded: np.ndarray, lay: _Layout, key: bytes) -> np.ndarray:
-    """Soft chips (108, 2) of quantization mode: +0.25 on the lattice of +1, -0.25 on that of -1."""
-    coords = _band_chips(folded, lay) * math.sqrt(2.0 / (TILE * TILE)) / _qim_step()
-    e = coords - _qim_offsets(lay, np.ones_like(coords), key)  # distance in steps from the +1 lattice
+def _quantized_search(folded: np.ndarray, lay: _Layout, key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Quantization mode at offset 0 for every gain of QUANTIZED_GAINS.
+
+    Returns the number of sync chips on their lattice for each gain, (gains,), and the chip
+    coordinates in steps, (108, 2). A chip lands on its lattice with probability 1/2 in
+    unmarked content whatever the gain (the dither is uniform over the key). Offsets are not
+    searched: a crop changes which pixels each tile position averages, which moves the
+    coordinates by far more than a step.
+    """
+    coords = _band_chips(folded, lay) * (math.sqrt(2.0 / (TILE * TILE)) / _qim_step())  # (108, 2)
+    sync_offsets = _qim_offsets(lay, np.ones((lay.u.size, 2)), key)[lay.sync]  # (40, 2)
+    e = coords[None, lay.sync] / QUANTIZED_GAINS[:, None, None] - sync_offsets  # (gains, 40, 2)
+    return (np.abs(e - np.rint(e)) < 0.25).sum(axis=(1, 2)), coords
+
+
+def _quantized_soft(coords: np.ndarray, gain: float, lay: _Layout, key: bytes) -> np.ndarray:
+    """Soft chips (108, 2) from coordinates in steps: +0.25 on the lattice of +1, -0.25 on that of -1."""
+    e = coords / gain - _qim_offsets(lay, np.ones_like(coords), key)
     return 0.25 - np.abs(e - np.rint(e))
 
 
@@ -480,8 +496,9 @@ def _tail(z: float) -> float:
 
 
 # Shares of the p-value's test budget (weighted Bonferroni): the unshifted spread-spectrum
-# sync, the search over all offsets and scales, and quantization mode's sync.
-_BUDGET_UNSHIFTED, _BUDGET_SEARCH, _BUDGET_QUANTIZED = 0.45, 0.45, 0.1
+# sync, its search over all offsets and scales, quantization mode's sync as embedded, and
+# its search over gains.
+_BUDGET_UNSHIFTED, _BUDGET_SEARCH, _BUDGET_QUANTIZED, _BUDGET_QUANTIZED_SEARCH = 0.4, 0.4, 0.1, 0.1
 
 
 def _folds(frames: np.ndarray, search_scales: bool = True) -> dict[float, np.ndarray]:
@@ -502,12 +519,17 @@ def _detect_folded(folds: dict[float, np.ndarray], key: bytes, frames_used: int)
     SEARCH_SCALES has, searched or not, so it does not depend on the frame size)."""
     lay = _layout(key)
     n_search = (1 + len(SEARCH_SCALES)) * TILE * TILE  # every (scale, offset) pair
-    # quantization mode, at offset 0 and scale 1: each sync chip lands on its lattice with
-    # probability 1/2 in unmarked content (the dither is uniform over the key)
-    q_chips = _quantized_chips(folds[1.0], lay, key)
-    sync_q = q_chips[lay.sync].reshape(-1)
-    q_p = _binomial_tail(sync_q.size, int(np.sum(sync_q > 0))) / _BUDGET_QUANTIZED
-    best = (q_p, 1.0, (0, 0), "quantized", q_chips)
+    # quantization mode at scale 1 and offset 0: as embedded (gain 1) and searched over
+    # gains (a brightness change)
+    on_lattice, coords = _quantized_search(folds[1.0], lay, key)
+    n_sync = 2 * int(lay.sync.sum())
+    g1 = int(np.argmin(np.abs(QUANTIZED_GAINS - 1.0)))
+    best = (_binomial_tail(n_sync, int(on_lattice[g1])) / _BUDGET_QUANTIZED, 1.0, (0, 0), "quantized",
+            _quantized_soft(coords, 1.0, lay, key))
+    g = int(np.argmax(on_lattice))
+    p_q = _binomial_tail(n_sync, int(on_lattice[g])) * on_lattice.size / _BUDGET_QUANTIZED_SEARCH
+    if p_q < best[0]:
+        best = (p_q, 1.0, (0, 0), "quantized", _quantized_soft(coords, float(QUANTIZED_GAINS[g]), lay, key))
     z_unshifted = 0.0
     for scale, folded in folds.items():
         whitened, scores = _sync_scores(folded, lay)
