@@ -20,7 +20,8 @@ Two ways of embedding, chosen per clip:
 - quantization (dither modulation), when the picture would drown spread spectrum (one
   small still image, or a short small clip of real footage): the tile-average of the luma
   is moved so each chip lands on the lattice of the bit it carries. The picture cannot
-  interfere, but a brightness change or resize breaks it: it is for lossless copies.
+  interfere; detection searches gains, so brightness changes are fine, but a resize or a
+  crop breaks it and strong H.264 often does.
 
 Detection folds all frames onto one tile (the average of every tile copy; dropped frames
 only lower the evidence), takes its spectrum, keeps the phase of each bin and correlates
@@ -30,8 +31,8 @@ resized back from a few scales; the payload is read at the best offset by soft V
 The p-value holds for any content, over the key's randomness: at one offset the sync
 statistic is a sum of terms scrambled by independent random signs, so P(z >= t) <=
 exp(-t^2 / 2) (Chernoff; every term is sub-Gaussian with the variance it contributes);
-quantization mode's sync count is exactly Binomial(80, 1/2). Offsets, scales and modes are
-paid for by a weighted Bonferroni correction, and a matching CRC multiplies the p-value by
+quantization mode's sync count is exactly Binomial(80, 1/2). Offsets, scales, gains and
+modes are paid for by a weighted Bonferroni correction; a matching CRC multiplies it by
 2^-8 (the payload chips' signs are independent of the sync's and the code is linear, so a
 decoded payload from unmarked content is uniform). Detected = p < P_THRESHOLD and the CRC
 matches. benchmarks/watermark_robustness.py checks all this on clean clips.
@@ -343,7 +344,7 @@ def _embed_quantized(arr: np.ndarray, payload: WatermarkPayload, key: bytes) -> 
     """Quantization mode (dither modulation): the tile-average of the luma is moved so each
     chip lands on the lattice of the value it carries. The picture cannot interfere with
     this, which is what one small still image needs; it is less robust than spread spectrum
-    (a brightness change scales the lattice away)."""
+    (a resize or crop moves the chips off the lattice)."""
     t, h, w, _ = arr.shape
     reps = (-(-h // TILE), -(-w // TILE))
     lay = _layout(key)
