@@ -1,0 +1,68 @@
+"""Shared measurement helpers: timing, FLOP counting, matmul peak, peak memory.
+
+Every figure the benchmarks report is a ratio of two things measured in the same process
+(or the same `run.py` invocation), never an absolute time alone.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Best wall-clock seconds of `repeats` calls of fn after `warmup` untimed calls.
+
+    The best (not the mean) is the figure least disturbed by other processes on the machine.
+    """
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of fn, counted by torch.utils.flop_counter (matmuls, convs, SDPA)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """The machine's measured matmul peak: best FLOP/s of a size^3 matmul in fp32 and bf16."""
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(size, size, dtype=dtype)
+        b = torch.randn(size, size, dtype=dtype)
+        seconds = best_time(lambda: torch.mm(a, b), repeats, warmup=2)
+        peaks[name] = 2 * size ** 3 / seconds
+    return peaks
+
+
+def peak_rss_mib() -> float:
+    """This process's resident-set high-water mark (getrusage ru_maxrss, KiB on Linux) in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    """This process's resident set now, from /proc/self/statm, in MiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2 ** 20
+
+
+def bf16_cpu_supported() -> bool:
+    """bf16 autocast is worth trying only where the CPU has native bf16 dot products."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
