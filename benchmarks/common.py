@@ -29,6 +29,24 @@ def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return best
 
 
+def best_times_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Best seconds of each fn, timed round-robin (a, b, c, a, b, c, ...).
+
+    On a shared machine the load changes over time; interleaving gives every candidate the
+    same chances, so their ratio is fair even when the absolute times are disturbed.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of one call of fn, counted by torch.utils.flop_counter (matmuls, convs, SDPA)."""
     with FlopCounterMode(display=False) as counter:
@@ -36,15 +54,20 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """The machine's measured matmul peak: best FLOP/s of a size^3 matmul in fp32 and bf16."""
-    peaks = {}
+def matmul_calls(size: int = 2048) -> dict[str, Callable[[], object]]:
+    """One size^3 matmul in fp32 and in bf16 (2 * size^3 FLOPs each)."""
+    calls = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a = torch.randn(size, size, dtype=dtype)
         b = torch.randn(size, size, dtype=dtype)
-        seconds = best_time(lambda: torch.mm(a, b), repeats, warmup=2)
-        peaks[name] = 2 * size ** 3 / seconds
-    return peaks
+        calls[name] = lambda a=a, b=b: torch.mm(a, b)
+    return calls
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """The machine's measured matmul peak: best FLOP/s of a size^3 matmul in fp32 and bf16."""
+    seconds = best_times_interleaved(matmul_calls(size), repeats, warmup=2)
+    return {name: 2 * size ** 3 / s for name, s in seconds.items()}
 
 
 def peak_rss_mib() -> float:

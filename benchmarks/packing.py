@@ -24,7 +24,7 @@ from cinecube.config import PRESETS, ModelConfig
 from cinecube.patches import pack
 from cinecube.transformer import DiffusionTransformer
 
-from .common import best_time
+from .common import best_times_interleaved
 
 # (height, width) in pixels for the pixel autoencoder with 4x4x4 patches: each canvas is
 # 144 tokens per 4 frames, so durations of 1..32 frames give 144..1152 tokens per video.
@@ -120,15 +120,15 @@ def run(quick: bool, seed: int = 0, repeats: int | None = None) -> dict:
         for items in buckets.values():
             train_packed(items)
 
-    def timed(fn) -> float:
-        def step():
+    def step(fn):
+        def run_step():
             model.zero_grad(set_to_none=True)
             fn()
-        return best_time(step, repeats, warmup=1)
+        return run_step
 
-    seconds = {"packing": timed(lambda: train_packed(everything)),
-               "padding": timed(train_padded),
-               "bucketing": timed(train_bucketed)}
+    seconds = best_times_interleaved({"packing": step(lambda: train_packed(everything)),
+                                      "padding": step(train_padded),
+                                      "bucketing": step(train_bucketed)}, repeats, warmup=1)
     return {
         "videos": [{"frames": f, "height": h, "width": w} for f, h, w in sizes],
         "model": {"width": config.transformer.width, "depth": config.transformer.depth,

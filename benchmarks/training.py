@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from cinecube.config import AutoencoderConfig, ModelConfig, TransformerConfig
 from cinecube.transformer import DiffusionTransformer
 
-from .common import best_time, count_flops
+from .common import best_times_interleaved, count_flops
 
 
 @dataclass(frozen=True)
@@ -134,34 +134,35 @@ def diffusers_step(size: TrainingSize, text_tokens: int, bf16: bool = False, see
     return step, flops, model
 
 
-def measure(builder, repeats: int, warmup: int = 2) -> dict:
-    """Tokens/s, FLOPs and FLOP/s of one model's training step."""
-    step, flops_fn, model = builder()
-    seconds = best_time(step, repeats, warmup=warmup)
-    flops = count_flops(flops_fn)
-    return {"seconds_per_step": seconds, "flops_per_step": flops, "flop_per_s": flops / seconds,
-            "parameters": sum(p.numel() for p in model.parameters())}
-
-
 def run(quick: bool, repeats: int | None = None) -> dict:
-    """Cinecube (fp32, and bf16 autocast where supported) against CogVideoX (fp32) at one size."""
-    from .common import bf16_cpu_supported
+    """Cinecube (fp32, and bf16 autocast where supported) against CogVideoX (fp32) at one size.
+
+    All steps and the 2048^3 matmuls of the peak are timed round-robin, so every figure and
+    the peak they are divided by see the same machine load.
+    """
+    from .common import bf16_cpu_supported, matmul_calls
 
     size = (TrainingSize(width=64, depth=2, heads=2, videos=2, frames=2, height=8, width_cells=8,
                          text_slots=16, real_text_tokens=8, text_dim=32)
             if quick else TrainingSize())
     repeats = repeats or (2 if quick else 5)
     tokens = size.videos * size.tokens_per_video
-    results = {"size": size.__dict__ | {"tokens_per_video": size.tokens_per_video, "tokens_per_step": tokens}}
-    runs = {
+    builders = {
         "cinecube_fp32": lambda: cinecube_step(size),
         "diffusers_fp32": lambda: diffusers_step(size, size.text_slots),
         "diffusers_fp32_equal_text": lambda: diffusers_step(size, size.real_text_tokens),
     }
     if bf16_cpu_supported():
-        runs["cinecube_bf16"] = lambda: cinecube_step(size, bf16=True)
-    for name, builder in runs.items():
-        figures = measure(builder, repeats)
-        figures["tokens_per_s"] = tokens / figures["seconds_per_step"]
-        results[name] = figures
+        builders["cinecube_bf16"] = lambda: cinecube_step(size, bf16=True)
+    built = {name: builder() for name, builder in builders.items()}
+    peak_size = 256 if quick else 2048
+    peak_calls = {f"matmul_{k}": fn for k, fn in matmul_calls(peak_size).items()}
+    seconds = best_times_interleaved({name: b[0] for name, b in built.items()} | peak_calls, repeats, warmup=2)
+    results = {"size": size.__dict__ | {"tokens_per_video": size.tokens_per_video, "tokens_per_step": tokens},
+               "matmul_peak_flop_per_s": {k.split("_", 1)[1]: 2 * peak_size ** 3 / seconds[k] for k in peak_calls}}
+    for name, (step, flops_fn, model) in built.items():
+        flops = count_flops(flops_fn)
+        results[name] = {"seconds_per_step": seconds[name], "flops_per_step": flops,
+                         "flop_per_s": flops / seconds[name], "tokens_per_s": tokens / seconds[name],
+                         "parameters": sum(p.numel() for p in model.parameters())}
     return results
