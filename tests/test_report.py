@@ -101,7 +101,7 @@ def report_dir(tmp_path: Path) -> tuple[Path, dict]:
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(10, 310, 10)))
+        json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(10, 310, 10)) + '{"step": 31')  # cut short
     write_report(out, results, metrics_file=run / "metrics.jsonl")
     return out, results
 
@@ -137,6 +137,14 @@ def test_report_escapes_prompts(report_dir):
 def test_report_without_optional_parts_still_renders(tmp_path):
     page = render_html({"model": {"name": "m"}, "cases": [], "autoencoder": {"status": "not available (x)"}})
     assert "<table" in page and "not available (x)" in page and "Generated videos per prompt" in page
+
+
+def test_loss_log_skips_a_line_cut_short(report_dir):
+    from cinecube.evaluate.report import read_loss_log
+
+    run_log = report_dir[0].parent / "run" / "metrics.jsonl"
+    records = read_loss_log(run_log)
+    assert len(records) == 30 and records[0] == (10, 0.1) and records[-1][0] == 300
 
 
 def test_find_metrics_file_from_run_or_checkpoint(tmp_path):

@@ -100,14 +100,25 @@ def find_metrics_file(model: str | os.PathLike | None) -> Path | None:
     return None
 
 
+def read_loss_log(metrics_file: Path) -> list[tuple[int, float]]:
+    """(step, loss) pairs of a run's metrics.jsonl, skipping lines a running job left unfinished."""
+    records = []
+    for line in Path(metrics_file).read_text().splitlines():
+        try:
+            record = json.loads(line)
+            records.append((int(record["step"]), float(record["loss"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return records
+
+
 def _loss_summary(metrics_file: Path) -> dict[str, Any]:
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    records = read_loss_log(metrics_file)
     if not records:
         return {"records": 0}
-    losses = [float(r["loss"]) for r in records]
-    tail = losses[-10:]
-    return {"records": len(records), "last_step": int(records[-1]["step"]), "last_loss": losses[-1],
-            "mean_loss_last_10_logs": float(np.mean(tail)), "metrics_file": str(metrics_file)}
+    losses = [loss for _, loss in records]
+    return {"records": len(records), "last_step": records[-1][0], "last_loss": losses[-1],
+            "mean_loss_last_10_logs": float(np.mean(losses[-10:])), "metrics_file": str(metrics_file)}
 
 
 def _autoencoder_metrics(pipe: Any, max_frames: int) -> dict[str, Any]:
@@ -289,6 +300,30 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_loss(metrics_file: Path, out_png: Path) -> Path | None:
+    """The run's training loss (metrics.jsonl: one {"step", "loss", ...} per line) with a running mean."""
+    records = read_loss_log(metrics_file)
+    if not records:
+        return None
+    plt = _pyplot()
+    steps, losses = np.array(records).T
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, losses, alpha=0.35, label="loss")
+    if len(losses) >= 10:
+        k = max(5, len(losses) // 30)
+        ax.plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.set_title("training loss of the run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
 
 
 def plot_adherence(accuracy: dict[str, float | None], targets: dict[str, float], out_png: Path) -> Path:
@@ -559,10 +594,7 @@ def write_report(out_dir: str | os.PathLike, results: dict[str, Any], metrics_fi
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
     if metrics_file is not None and Path(metrics_file).is_file():
-        from cinecube.train.loop import plot_loss_curve
-
-        plot_loss_curve(Path(metrics_file), out / "loss.png")
-        if (out / "loss.png").is_file():
+        if plot_loss(Path(metrics_file), out / "loss.png") is not None:
             plots["loss"] = "loss.png"
     adh = results.get("adherence")
     if adh and adh.get("accuracy"):
