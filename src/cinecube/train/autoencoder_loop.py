@@ -166,8 +166,13 @@ def autoencoder_losses(reconstruction: Tensor, target: Tensor, posterior: Diagon
 def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, run_dir: str | Path, *,
                       videos: VideoSource | None = None, resume: bool = False, device: str | None = None,
                       progress: bool = True, stop_after: int | None = None,
-                      extra_loss: ExtraLoss | None = None) -> AutoencoderTrainResult:
-    """Train (or resume) an autoencoder run in `run_dir`; `stop_after` ends early at that step."""
+                      extra_loss: ExtraLoss | None = None,
+                      on_checkpoint: Callable[[int, CausalVideoAutoencoder], None] | None = None
+                      ) -> AutoencoderTrainResult:
+    """Train (or resume) an autoencoder run in `run_dir`; `stop_after` ends early at that step.
+
+    `on_checkpoint(step, ema)` runs after each checkpoint is written (sample reconstructions,
+    plots); it must not change the weights."""
     run_dir = Path(run_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -253,6 +258,8 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
                                 step=step, raw_model=model, optimizer=optimizer,
                                 state={"step": step, "train": train.to_dict()})
                 prune_checkpoints(run_dir, train.keep_checkpoints)
+                if on_checkpoint is not None:
+                    on_checkpoint(step, ema)
     finally:
         metrics.close()
         bar.close()

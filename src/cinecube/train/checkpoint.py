@@ -7,6 +7,9 @@ A checkpoint is a folder:
     training/raw.safetensors the raw (non-EMA) weights            } only in training
     training/optimizer.pt    AdamW state (tensors only)           } checkpoints, needed
     training/state.json      step, data-stream state, counters    } to resume
+    autoencoder/             the video compression network the model works in (a checkpoint
+                             folder of its own, `save_autoencoder` format); only for models
+                             whose autoencoder kind is not "pixel"
 
 It is written into a temporary sibling folder and renamed into place, so a crash never leaves
 a half-written checkpoint under a real name. A run folder keeps the newest k of them under
@@ -31,6 +34,7 @@ from ..errors import CheckpointError
 
 FORMAT = "cinecube-checkpoint/1"
 STEP_PREFIX = "step_"
+AUTOENCODER_DIR = "autoencoder"
 
 
 @dataclass
@@ -50,8 +54,12 @@ def _state_dict_for_saving(module: torch.nn.Module, dtype: torch.dtype | None = 
 def save_checkpoint(folder: str | Path, model_config: ModelConfig, weights: torch.nn.Module, *,
                     train_config: TrainConfig | None = None, step: int = 0,
                     raw_model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-                    state: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write a checkpoint folder atomically. `dtype` (e.g. bfloat16) shrinks shipped weights."""
+                    state: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+                    autoencoder_dir: str | Path | None = None) -> Path:
+    """Write a checkpoint folder atomically. `dtype` (e.g. bfloat16) shrinks shipped weights.
+
+    `autoencoder_dir` (an autoencoder checkpoint folder) is copied in as `autoencoder/`, so the
+    folder alone rebuilds a latent-space model."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
@@ -70,6 +78,8 @@ def save_checkpoint(folder: str | Path, model_config: ModelConfig, weights: torc
             if optimizer is not None:
                 torch.save(optimizer.state_dict(), tmp / "training" / "optimizer.pt")
             (tmp / "training" / "state.json").write_text(json.dumps(state or {}, indent=2))
+        if autoencoder_dir is not None:
+            copy_tree_linked(autoencoder_dir, tmp / AUTOENCODER_DIR)
         if folder.exists():   # replacing: move the old one aside first, then swap
             old = folder.parent / f".{folder.name}.old-{os.getpid()}"
             os.replace(folder, old)
@@ -164,3 +174,42 @@ def load_training_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str
     except (OSError, SafetensorError, json.JSONDecodeError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"checkpoint '{folder}' cannot be resumed from: {error}") from None
     return raw, optimizer, state
+
+
+def copy_tree_linked(source: str | Path, target: str | Path) -> None:
+    """Copy a folder, hard-linking files where the file system allows.
+
+    Checkpoint files are never modified in place (every write goes to a new file that is
+    renamed), so a link is as safe as a copy and costs no space: every checkpoint of a run
+    can carry the same autoencoder.
+    """
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
+
+
+def load_model_autoencoder(folder: str | Path, model_config: ModelConfig, device: str | torch.device = "cpu"):
+    """The autoencoder a model works in: the identity for kind "pixel", else `folder/autoencoder/`.
+
+    Raises CheckpointError (one line) when that folder is missing, corrupt, or holds another
+    network than the model config names.
+    """
+    from ..autoencoder import build_autoencoder, load_autoencoder
+
+    config = model_config.autoencoder
+    if config.kind == "pixel":
+        return build_autoencoder(config).to(device)
+    folder = Path(folder)
+    stored = folder / AUTOENCODER_DIR
+    if not (stored / "config.json").is_file():
+        raise CheckpointError(f"checkpoint '{folder}' uses a {config.kind} autoencoder but has no "
+                              f"{AUTOENCODER_DIR}/ folder (config.json + model.safetensors) with its weights")
+    autoencoder = load_autoencoder(stored, device)
+    if autoencoder.config != config:
+        raise CheckpointError(f"checkpoint '{folder}': {AUTOENCODER_DIR}/ holds another autoencoder than "
+                              "the model config names")
+    return autoencoder

@@ -5,6 +5,11 @@ Randomness is a pure function of (seed, step) (noise, timesteps, caption dropout
 (seed, video index) (the data), so the state to resume exactly is the weights, the optimizer
 and two integers. An interrupted-then-resumed run ends with the same weights as an
 uninterrupted one (a test checks it).
+
+A latent-space model (autoencoder kind other than "pixel") trains on the latents of a trained
+autoencoder: `autoencoder=` names its folder, which the run keeps as `autoencoder/` and copies
+into every checkpoint. With `latents=` (a cache written by `cinecube data cache-latents`) the
+stream reads stored latents instead of rendering and encoding videos every step.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from ..patches import pack
 from ..pipeline import generate_video, tokens_for_size
 from ..text import get_text_encoder
 from ..transformer import DiffusionTransformer
-from .checkpoint import (checkpoint_dirs, load_training_state, load_weights_into, prune_checkpoints,
-                         save_checkpoint)
+from .checkpoint import (AUTOENCODER_DIR, checkpoint_dirs, load_model_autoencoder, load_training_state,
+                         load_weights_into, prune_checkpoints, save_checkpoint)
 
 SAMPLE_PROMPTS = (
     "a red circle moving right on a black background",
@@ -68,16 +73,46 @@ def _cpu_has_bf16_flags() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+WORLDS = ("shapes", "fashion", "pans", "mix")
+
+
 def make_world(name: str, train: TrainConfig, seed: int):
-    """The training world by name. Only the procedural shapes world exists in the core."""
-    if name != "shapes":
-        raise CinecubeError(f"unknown world {name!r}; allowed: 'shapes'")
+    """The training world by name (see data/corpus.py) and the sizes drawn from it."""
+    if name not in WORLDS:
+        raise CinecubeError(f"unknown world {name!r}; allowed: {', '.join(WORLDS)}")
     from ..data.shapes import TRAIN_CANVASES, TRAIN_FRAME_COUNTS, ShapesWorld, WorldConfig
 
     canvases = train.world_canvases or TRAIN_CANVASES
     frame_counts = train.world_frame_counts or tuple(f for f in TRAIN_FRAME_COUNTS if f <= train.world_max_frames)
+    if name != "shapes":
+        from ..data.corpus import make_world as make_footage_world
+
+        return make_footage_world(name, "train", seed), SizeMix(canvases, frame_counts)
     world = ShapesWorld(WorldConfig(canvases=canvases, frame_counts=frame_counts), seed=seed)
     return world, SizeMix(canvases, frame_counts)
+
+
+def fit_mix(mix: SizeMix, model_config: ModelConfig, train: TrainConfig) -> SizeMix:
+    """The sizes of a mix that a compressing autoencoder and the patch size can take.
+
+    Canvases must be whole latent patches (multiples of spatial_factor * patch); frame counts
+    must fit the causal layout 1 + tf*k, and when the mix has fewer than two of those, the
+    layout's own counts up to world_max_frames are used instead. The pixel autoencoder takes
+    every size, so its mix is returned unchanged.
+    """
+    ae = model_config.autoencoder
+    if ae.kind == "pixel":
+        return mix
+    tf, s = ae.temporal_factor, ae.spatial_factor
+    _, ph, pw = model_config.patch_size
+    canvases = tuple((h, w) for h, w in mix.canvases if h % (s * ph) == 0 and w % (s * pw) == 0)
+    if not canvases:
+        raise CinecubeError(f"no training canvas is a multiple of {s * ph}x{s * pw} pixels (autoencoder "
+                            f"{s}x plus patch {ph}x{pw}); canvases: {list(mix.canvases)}")
+    frame_counts = tuple(f for f in mix.frame_counts if (f - 1) % tf == 0)
+    if len(frame_counts) < 2:
+        frame_counts = tuple(range(1, max(train.world_max_frames, 1 + tf) + 1, tf))
+    return SizeMix(canvases, frame_counts)
 
 
 def learning_rate(step: int, train: TrainConfig) -> float:
@@ -98,12 +133,18 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | Path, *,
           world: str = "shapes", resume: bool = False, device: str | None = None,
           progress: bool = True, stop_after: int | None = None,
-          init_from: str | Path | None = None) -> TrainResult:
+          init_from: str | Path | None = None, autoencoder: str | Path | None = None,
+          latents: str | Path | None = None) -> TrainResult:
     """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
 
     `init_from` starts a new run from another model's weights (a checkpoint, run or exported
     folder with the same architecture) with a fresh optimizer: fine-tuning, or continuing a
     model whose optimizer state was not kept.
+
+    `autoencoder` is a trained autoencoder folder (or run) whose config equals
+    `model_config.autoencoder`; the run stores it as `autoencoder/`, and a resumed run reads
+    it from there. `latents` is a latent cache folder made with that autoencoder: the stream
+    then reads its latents (and `world` is not used).
     """
     run_dir = Path(run_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -119,13 +160,29 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     ema.load_state_dict(model.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, betas=train_config.betas,
                                   weight_decay=train_config.weight_decay)
-    autoencoder = build_autoencoder(model_config.autoencoder).to(dev)
+    latent_data = None
+    if latents is not None:
+        from ..data.latents import LatentDataset
+
+        latent_data = LatentDataset(latents)
+    ae_dir = _run_autoencoder(run_dir, model_config, autoencoder, latent_data)
+    autoencoder_net = (load_model_autoencoder(run_dir, model_config, dev) if ae_dir is not None
+                       else build_autoencoder(model_config.autoencoder).to(dev))
     text_encoder = get_text_encoder(model_config.text_max_tokens)
     objective = Objective(model_config.diffusion)
-    world_obj, mix = make_world(world, train_config, train_config.seed)
-    stream = TokenBudgetStream(
-        world_obj, mix, lambda f, h, w: tokens_for_size(model_config, autoencoder, f, h, w),
-        train_config.tokens_per_step, train_config.max_tokens_per_video, seed=train_config.seed)
+    if latent_data is not None:
+        from ..data.latents import LatentStream
+
+        if latent_data.autoencoder_config != model_config.autoencoder:
+            raise CinecubeError(f"latent cache '{latents}' was made with another autoencoder than the model's")
+        stream = LatentStream(latent_data, model_config.patch_size, train_config.tokens_per_step,
+                              train_config.max_tokens_per_video, seed=train_config.seed)
+    else:
+        world_obj, mix = make_world(world, train_config, train_config.seed)
+        mix = fit_mix(mix, model_config, train_config)
+        stream = TokenBudgetStream(
+            world_obj, mix, lambda f, h, w: tokens_for_size(model_config, autoencoder_net, f, h, w),
+            train_config.tokens_per_step, train_config.max_tokens_per_video, seed=train_config.seed)
 
     step = 0
     if init_from is not None and not existing:
@@ -152,9 +209,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
         step = int(state["step"])
         _truncate_metrics(run_dir / "metrics.jsonl", step)
 
-    (run_dir / "run.json").write_text(json.dumps(
-        {"model": model_config.to_dict(), "train": train_config.to_dict(), "world": world,
-         "parameters": model.num_parameters()}, indent=2))
+    run_info = {"model": model_config.to_dict(), "train": train_config.to_dict(), "world": world,
+                "parameters": model.num_parameters()}
+    if latents is not None:
+        run_info["latents"] = str(Path(latents).resolve())
+    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     use_bf16 = train_config.bf16 and bf16_supported(dev)
     last_stop = train_config.steps if stop_after is None else min(stop_after, train_config.steps)
     bar = tqdm(total=last_stop, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
@@ -164,7 +223,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     try:
         while step < last_stop:
             batch = stream.next_batch()
-            loss, n_tokens = _loss_for_batch(model, autoencoder, text_encoder, objective, batch,
+            loss, n_tokens = _loss_for_batch(model, autoencoder_net, text_encoder, objective, batch,
                                               train_config, step, dev, use_bf16)
             loss_value = loss.item()   # one host sync per step: needed to refuse a bad loss
             if not math.isfinite(loss_value):
@@ -203,15 +262,48 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
             if step % train_config.checkpoint_every == 0 or step == last_stop:
                 save_checkpoint(run_dir / "checkpoints" / f"step_{step:07d}", model_config, ema,
                                 train_config=train_config, step=step, raw_model=model, optimizer=optimizer,
-                                state={"step": step, "stream": stream.state_dict()})
+                                state={"step": step, "stream": stream.state_dict()}, autoencoder_dir=ae_dir)
                 prune_checkpoints(run_dir, train_config.keep_checkpoints)
             if step % train_config.sample_every == 0 or step == last_stop:
-                write_samples(ema, autoencoder, text_encoder, run_dir / "samples" / f"step_{step:07d}.mp4")
+                write_samples(ema, autoencoder_net, text_encoder, run_dir / "samples" / f"step_{step:07d}.mp4")
                 plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss.png")
     finally:
         metrics.close()
         bar.close()
     return TrainResult(step, loss_value, run_dir)
+
+
+def _run_autoencoder(run_dir: Path, model_config: ModelConfig, given: str | Path | None,
+                     latent_data) -> Path | None:
+    """The run's `autoencoder/` folder (written from `given` or the latent cache's on first use);
+    None for the pixel autoencoder."""
+    from ..autoencoder import load_autoencoder, save_autoencoder
+
+    stored = run_dir / AUTOENCODER_DIR
+    if model_config.autoencoder.kind == "pixel":
+        if given is not None:
+            raise CinecubeError("an autoencoder was given but the model config's autoencoder kind is 'pixel'")
+        return None
+    source = given if given is not None else (latent_data.autoencoder_dir if latent_data is not None else None)
+    if (stored / "config.json").is_file():
+        if source is not None:
+            own, other = load_autoencoder(stored), load_autoencoder(source)
+            if not _same_weights(own, other):
+                raise CheckpointError(f"run '{run_dir}' already trains on another autoencoder than '{source}'")
+        return stored
+    if source is None:
+        raise CinecubeError(f"the model works in the latents of a {model_config.autoencoder.kind} autoencoder: "
+                            "pass --autoencoder PATH (a trained autoencoder folder or run)")
+    network = load_autoencoder(source)
+    if network.config != model_config.autoencoder:
+        raise CinecubeError(f"autoencoder '{source}' differs from the model config's autoencoder")
+    save_autoencoder(stored, network)
+    return stored
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _loss_for_batch(model, autoencoder, text_encoder, objective: Objective, batch, train: TrainConfig,
@@ -221,7 +313,9 @@ def _loss_for_batch(model, autoencoder, text_encoder, objective: Objective, batc
     generator = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
     rng = np.random.default_rng([train.seed, step, 11])
     with torch.no_grad():
-        latents = [autoencoder.encode(frames_to_tensor(item.video).to(device)) for item in batch]
+        # Cached latents (data/latents.py) come encoded; rendered videos are encoded here.
+        latents = [item.latent.to(device) if hasattr(item, "latent")
+                   else autoencoder.encode(frames_to_tensor(item.video).to(device)) for item in batch]
         packed = pack(latents, cfg.patch_size)
         # Caption dropout: the empty prompt is the unconditional input for guidance.
         captions = [("" if rng.random() < train.caption_dropout else item.caption) for item in batch]
@@ -246,6 +340,7 @@ def write_samples(model, autoencoder, text_encoder, path: Path, height: int = 32
     """A side-by-side video of the sample prompts, to watch a run learn."""
     from ..video_io import write_video
 
+    frames = autoencoder.pixel_frames(autoencoder.latent_frames(frames))   # the causal layout's count
     was_training = model.training
     model.eval()
     videos = [tensor_to_frames(generate_video(model, autoencoder, text_encoder, prompt, frames, height,
@@ -260,7 +355,7 @@ def write_samples(model, autoencoder, text_encoder, path: Path, height: int = 32
     (path.with_suffix(".txt")).write_text("\n".join(SAMPLE_PROMPTS) + "\n")
 
 
-def plot_loss_curve(metrics_file: Path, out_png: Path) -> None:
+def plot_loss_curve(metrics_file: Path, out_png: Path, ylabel: str = "velocity MSE") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,7 +373,7 @@ def plot_loss_curve(metrics_file: Path, out_png: Path) -> None:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1:], smooth, label=f"mean of {k}")
     ax.set_xlabel("step")
-    ax.set_ylabel("velocity MSE")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -1,0 +1,181 @@
+"""Training the video compression network, and caching its latents.
+
+    cinecube train-autoencoder --preset small --steps N --out runs/vae [--resume]
+                               [--corpus DIR | --worlds pans,fashion,shapes]
+    cinecube export-autoencoder RUN --out FOLDER [--dtype float32|bfloat16]
+    cinecube data cache-latents --autoencoder PATH (--corpus DIR | --world W --n N) --out LATENTS
+                                [--shard-size 256] [--max-frames 17]
+
+A run folder holds checkpoints/step_N (resumable exactly), metrics.jsonl, loss.png,
+samples/step_N.png (original above, reconstruction below, for a few fixed clips) and
+source.json (what it trains on; a resumed run keeps its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from ..errors import CinecubeError
+
+WORLD_CHOICES = ("shapes", "fashion", "pans")
+SAMPLE_CLIPS = 3
+
+
+def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubParsersAction) -> None:
+    from ..config import AUTOENCODER_PRESETS
+
+    p = commands.add_parser("train-autoencoder", help="train the causal video autoencoder (resumable)")
+    p.add_argument("--preset", choices=sorted(AUTOENCODER_PRESETS), default="small")
+    p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--corpus", default=None, help="folder of captioned clips (e.g. from `cinecube data build`)")
+    source.add_argument("--worlds", default=None,
+                        help="comma-separated worlds to mix (default pans,fashion,shapes)")
+    p.add_argument("--videos-per-step", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train_autoencoder)
+
+    e = commands.add_parser("export-autoencoder", help="write an autoencoder run's weights as a small folder")
+    e.add_argument("run", help="autoencoder run or checkpoint folder")
+    e.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
+    e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    e.set_defaults(func=cmd_export_autoencoder)
+
+
+def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
+    """Add `cache-latents` to the `cinecube data` subcommands (commands/footage.py owns `data`
+    and calls this when it builds them)."""
+    c = data_sub.add_parser("cache-latents", help="encode clips once into sharded latent files for training")
+    c.add_argument("--autoencoder", required=True, help="trained autoencoder folder or run")
+    source = c.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", default=None, help="folder of captioned clips")
+    source.add_argument("--world", choices=["shapes", "fashion", "pans", "mix"], default=None)
+    c.add_argument("--n", type=int, default=None, help="number of world clips (with --world)")
+    c.add_argument("--out", required=True, help="cache folder (rerun the same command to continue it)")
+    c.add_argument("--shard-size", type=int, default=256, help="latents per shard file (default 256)")
+    c.add_argument("--max-frames", type=int, default=17, help="frames per clip at most (default 17)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=cmd_cache_latents)
+
+
+def _source_for(spec: dict, train):
+    from ..data.corpus import corpus_source
+
+    if spec.get("corpus"):
+        return corpus_source(train, folder=spec["corpus"])
+    return corpus_source(train, worlds=tuple(spec["worlds"]))
+
+
+def cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    from ..config import AUTOENCODER_PRESETS, AutoencoderConfig
+    from ..train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS, AutoencoderTrainConfig, train_autoencoder
+    from ..train.checkpoint import checkpoint_dirs
+
+    out = Path(args.out)
+    config = AUTOENCODER_PRESETS[args.preset]
+    train = AUTOENCODER_TRAIN_PRESETS.get(args.preset, AutoencoderTrainConfig())
+    if args.corpus is not None:
+        if not Path(args.corpus).is_dir():
+            raise CinecubeError(f"--corpus '{args.corpus}' is not a folder")
+        spec = {"corpus": str(Path(args.corpus).resolve())}
+    else:
+        worlds = [w.strip() for w in (args.worlds or "pans,fashion,shapes").split(",") if w.strip()]
+        bad = [w for w in worlds if w not in WORLD_CHOICES]
+        if bad or not worlds:
+            raise CinecubeError(f"--worlds {args.worlds!r}: allowed worlds are {', '.join(WORLD_CHOICES)}")
+        spec = {"worlds": worlds}
+    resuming = args.resume and bool(checkpoint_dirs(out))
+    if resuming and (out / "run.json").exists():
+        # A resumed run keeps its own configs and source; only the step count may be extended.
+        saved = json.loads((out / "run.json").read_text())
+        from ..config import _from_dict
+
+        config = _from_dict(AutoencoderConfig, saved["autoencoder"])
+        train = AutoencoderTrainConfig.from_dict(saved["train"])
+        if (out / "source.json").exists():
+            spec = json.loads((out / "source.json").read_text())
+    overrides = {"steps": args.steps, "videos_per_step": args.videos_per_step, "lr": args.lr,
+                 "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in overrides.items():
+        if key != "seed" and value <= 0:
+            raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    train = dataclasses.replace(train, **overrides)
+    source = _source_for(spec, train)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "source.json").write_text(json.dumps(spec, indent=2) + "\n")
+
+    def on_checkpoint(step: int, ema) -> None:
+        write_reconstructions(ema, source, out / "samples" / f"step_{step:07d}.png")
+        from ..train.loop import plot_loss_curve
+
+        plot_loss_curve(out / "metrics.jsonl", out / "loss.png", ylabel="L1 + edge + KL loss")
+
+    result = train_autoencoder(config, train, out, videos=source, resume=args.resume, device=args.device,
+                               progress=True, on_checkpoint=on_checkpoint)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
+    print(f"trained to step {result.step} ({losses}); run folder {result.run_dir}")
+    return 0
+
+
+def write_reconstructions(model, source, path: Path) -> None:
+    """A PNG: the middle frame of a few fixed clips (those of step 0), originals above,
+    reconstructions below."""
+    import numpy as np
+    import torch
+
+    from ..autoencoder import frames_to_tensor, tensor_to_frames
+    from ..train.autoencoder_loop import crop_to_layout
+    from ..video_io import write_video
+
+    c = model.config
+    clips = [crop_to_layout(v, c.temporal_factor, c.spatial_factor) for v in source(0)][:SAMPLE_CLIPS]
+    device = next(model.parameters()).device
+    tiles = []
+    with torch.no_grad():
+        for clip in clips:
+            back = tensor_to_frames(model.decode(model.encode(frames_to_tensor(clip).to(device))))
+            middle = clip.shape[0] // 2
+            tiles.append(np.concatenate([clip[middle], back[middle]], axis=0))      # (2H, W, 3)
+    height = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0)), constant_values=255) for t in tiles]
+    sheet = np.concatenate(tiles, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, sheet.repeat(2, axis=0).repeat(2, axis=1)[None], fps=1)
+
+
+def cmd_export_autoencoder(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..autoencoder import load_autoencoder, save_autoencoder
+
+    model = load_autoencoder(args.run)
+    path = save_autoencoder(args.out, model, dtype=getattr(torch, args.dtype))
+    size = (path / "model.safetensors").stat().st_size / 2**20
+    print(f"wrote {path} ({model.num_parameters() / 1e6:.2f} M parameters, {size:.1f} MiB, {args.dtype})")
+    return 0
+
+
+def cmd_cache_latents(args: argparse.Namespace) -> int:
+    from ..data.latents import cache_latents
+
+    if args.corpus is not None and args.n is not None:
+        raise CinecubeError("--n goes with --world; a --corpus folder is encoded whole")
+    index = cache_latents(args.out, args.autoencoder, corpus=args.corpus, world=args.world, n=args.n,
+                          seed=args.seed, max_frames=args.max_frames, shard_size=args.shard_size,
+                          dtype=args.dtype, device=args.device, progress=sys.stderr.isatty())
+    seconds = index.get("seconds")
+    timing = f" in {seconds:.1f} s" if seconds is not None else " (already complete)"
+    print(f"wrote {index['items']} latents in {len(index['shards'])} shards to {args.out}{timing}")
+    return 0

@@ -1,0 +1,218 @@
+"""Latent caching, the cached-latent stream, and transformer training in latent space."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cinecube.autoencoder import CausalVideoAutoencoder, save_autoencoder
+from cinecube.config import AUTOENCODER_PRESETS, PRESETS, TRAIN_PRESETS
+from cinecube.data import latents as latents_module
+from cinecube.data.latents import LatentDataset, LatentStream, cache_latents
+from cinecube.errors import CheckpointError, CinecubeError
+from cinecube.train import loop
+from cinecube.train.checkpoint import checkpoint_dirs, load_checkpoint, load_model_autoencoder
+from cinecube.train.loop import fit_mix, make_world, train
+
+TINY_AE = AUTOENCODER_PRESETS["tiny"]
+LATENT_MODEL = dataclasses.replace(PRESETS["tiny"], autoencoder=TINY_AE, patch_size=(1, 2, 2))
+
+
+@pytest.fixture(scope="module")
+def autoencoder_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ae") / "vae"
+    save_autoencoder(folder, CausalVideoAutoencoder(TINY_AE).eval())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, autoencoder_dir):
+    out = tmp_path_factory.mktemp("cache") / "latents"
+    cache_latents(out, autoencoder_dir, world="mix", n=10, shard_size=4, max_frames=9, progress=False)
+    return out
+
+
+@pytest.fixture
+def no_samples(monkeypatch):
+    monkeypatch.setattr(loop, "write_samples", lambda *a, **k: None)
+
+
+def quick(steps, **kw):
+    return dataclasses.replace(TRAIN_PRESETS["tiny"], steps=steps, sample_every=10_000, tokens_per_step=128,
+                               max_tokens_per_video=128, checkpoint_every=kw.pop("checkpoint_every", 2),
+                               log_every=1, **kw)
+
+
+def test_cache_holds_sharded_latents_of_mixed_sizes_with_captions(cache, autoencoder_dir):
+    index = json.loads((cache / "index.json").read_text())
+    assert index["complete"] and index["items"] == 10
+    assert [s["count"] for s in index["shards"]] == [4, 4, 2]
+    data = LatentDataset(cache)
+    assert len(data) == 10 and len(set(data.shapes)) > 1
+    # Each stored latent is the encoding of its world clip, and the stored shapes match.
+    from cinecube.autoencoder import frames_to_tensor, load_autoencoder
+    from cinecube.data.corpus import make_world as footage_world
+
+    network = load_autoencoder(autoencoder_dir)
+    rng = np.random.default_rng([0, 5, 29])
+    canvases = latents_module.CACHE_CANVASES
+    height, width = canvases[int(rng.integers(len(canvases)))]
+    frames = (1, 5, 9)[int(rng.integers(3))]
+    clip = footage_world("mix", "train", 0).sample_at(5, height, width, frames).video
+    with torch.no_grad():
+        expected = network.encode(frames_to_tensor(clip))
+    item = data[5]
+    assert item.id == "mix/5" and item.caption and tuple(item.latent.shape) == data.shapes[5]
+    torch.testing.assert_close(item.latent, expected, rtol=1e-5, atol=1e-6)
+    assert (cache / "autoencoder" / "model.safetensors").is_file()
+    assert not list(cache.rglob(".*tmp*"))
+
+
+def test_interrupted_cache_keeps_finished_shards_and_continues(tmp_path, autoencoder_dir, cache, monkeypatch):
+    out = tmp_path / "latents"
+    real_encode = CausalVideoAutoencoder.encode
+    calls = {"n": 0}
+
+    def failing_encode(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(CausalVideoAutoencoder, "encode", failing_encode)
+    with pytest.raises(KeyboardInterrupt):
+        cache_latents(out, autoencoder_dir, world="mix", n=10, shard_size=4, max_frames=9, progress=False)
+    index = json.loads((out / "index.json").read_text())
+    assert not index["complete"] and [s["count"] for s in index["shards"]] == [4]
+    with pytest.raises(CinecubeError, match="unfinished"):
+        LatentDataset(out)
+    first = (out / "shards" / "000000.safetensors").stat().st_mtime_ns
+
+    monkeypatch.setattr(CausalVideoAutoencoder, "encode", real_encode)
+    calls["n"] = 0
+    counting = {"n": 0}
+
+    def counting_encode(self, *args, **kwargs):
+        counting["n"] += 1
+        return real_encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(CausalVideoAutoencoder, "encode", counting_encode)
+    cache_latents(out, autoencoder_dir, world="mix", n=10, shard_size=4, max_frames=9, progress=False)
+    assert counting["n"] == 6                                      # only the unfinished items
+    assert (out / "shards" / "000000.safetensors").stat().st_mtime_ns == first
+    resumed, straight = LatentDataset(out), LatentDataset(cache)
+    assert resumed.ids == straight.ids and resumed.captions == straight.captions
+    for i in range(len(straight)):
+        torch.testing.assert_close(resumed[i].latent, straight[i].latent)
+
+    with pytest.raises(CinecubeError, match="other settings"):
+        cache_latents(out, autoencoder_dir, world="mix", n=11, shard_size=4, max_frames=9, progress=False)
+
+
+def test_bad_cache_arguments_get_one_line_errors(tmp_path, autoencoder_dir):
+    with pytest.raises(CinecubeError, match="either"):
+        cache_latents(tmp_path / "a", autoencoder_dir, progress=False)
+    with pytest.raises(CinecubeError, match="--n"):
+        cache_latents(tmp_path / "a", autoencoder_dir, world="shapes", progress=False)
+    with pytest.raises(CheckpointError):
+        cache_latents(tmp_path / "a", tmp_path / "missing", world="shapes", n=2, progress=False)
+    with pytest.raises(CinecubeError, match="not a latent cache"):
+        LatentDataset(tmp_path)
+
+
+def test_latent_stream_is_deterministic_and_resumes_from_one_integer(cache):
+    data = LatentDataset(cache)
+    straight = LatentStream(data, (1, 2, 2), 24, 24, seed=3)
+    batches = [straight.next_batch() for _ in range(6)]        # several epochs
+    assert all(batches)
+    for batch in batches:
+        tokens = sum(b.latent.shape[1] * (b.latent.shape[2] // 2) * (b.latent.shape[3] // 2) for b in batch)
+        assert tokens <= 24 or len(batch) == 1
+        assert all(b.latent.shape[2] % 2 == 0 and b.latent.shape[3] % 2 == 0 for b in batch)
+    again = LatentStream(data, (1, 2, 2), 24, 24, seed=3)
+    for _ in range(2):
+        again.next_batch()
+    state = again.state_dict()
+    assert set(state) == {"next_index", "seed"}
+    resumed = LatentStream(data, (1, 2, 2), 24, 24, seed=0)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    for expected in batches[2:]:
+        got = resumed.next_batch()
+        assert [b.id for b in got] == [b.id for b in expected]
+    # Every item comes once per epoch, in a new order each epoch; items above the budget are passed over.
+    epochs = [[straight.item_of(e * 10 + i) for i in range(10)] for e in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in epochs) and epochs[0] != epochs[1]
+    seen = {b.id for batch in batches for b in batch}
+    fits = {data.ids[i] for i, (c, t, h, w) in enumerate(data.shapes) if t * (h // 2) * (w // 2) <= 24}
+    assert seen == fits and len(fits) < 10
+
+
+def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(tmp_path, cache, no_samples):
+    straight = tmp_path / "straight"
+    train(LATENT_MODEL, quick(4), straight, progress=False, latents=cache)
+    resumed = tmp_path / "resumed"
+    train(LATENT_MODEL, quick(4), resumed, progress=False, latents=cache, stop_after=2)
+    train(LATENT_MODEL, quick(4), resumed, progress=False, latents=cache, resume=True)
+    for name in ("model.safetensors", "training/raw.safetensors"):
+        a = load_file(str(checkpoint_dirs(straight)[-1] / name))
+        b = load_file(str(checkpoint_dirs(resumed)[-1] / name))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
+    state = json.loads((checkpoint_dirs(resumed)[-1] / "training" / "state.json").read_text())
+    assert set(state["stream"]) == {"next_index", "seed"}
+
+    # The newest checkpoint alone rebuilds the model and its autoencoder.
+    from cinecube.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(resumed)
+    assert isinstance(pipe.autoencoder, CausalVideoAutoencoder)
+    video = pipe("a red circle moving right", frames=5, height=32, width=16, steps=2, progress=False)
+    assert video.frames.shape == (5, 32, 16, 3)
+
+
+def test_missing_or_corrupt_autoencoder_folder_is_a_checkpoint_error(tmp_path, cache, no_samples):
+    import shutil
+
+    run = tmp_path / "run"
+    train(LATENT_MODEL, quick(1), run, progress=False, latents=cache)
+    ckpt = checkpoint_dirs(run)[-1]
+    config = load_checkpoint(ckpt).model_config
+    (ckpt / "autoencoder" / "model.safetensors").unlink()
+    (ckpt / "autoencoder" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_model_autoencoder(ckpt, config)
+    shutil.rmtree(ckpt / "autoencoder")
+    with pytest.raises(CheckpointError, match="no autoencoder/ folder"):
+        load_model_autoencoder(ckpt, config)
+    from cinecube.pipeline import Pipeline
+
+    with pytest.raises(CheckpointError):
+        Pipeline.from_pretrained(ckpt)
+
+
+def test_training_in_latent_space_from_a_world_encodes_each_step(tmp_path, autoencoder_dir, no_samples):
+    run = tmp_path / "run"
+    result = train(LATENT_MODEL, quick(2), run, world="shapes", progress=False, autoencoder=autoencoder_dir)
+    assert result.step == 2 and np.isfinite(result.last_loss)
+    assert (run / "autoencoder" / "config.json").is_file()
+    with pytest.raises(CinecubeError, match="--autoencoder"):
+        train(LATENT_MODEL, quick(2), tmp_path / "other", progress=False)
+
+
+def test_footage_worlds_in_the_training_loop_and_pixel_mix_unchanged():
+    train_config = TRAIN_PRESETS["tiny"]
+    for name in ("fashion", "pans", "mix"):
+        world, mix = make_world(name, train_config, seed=0)
+        sample = world.sample_at(3, 32, 48, 4)
+        assert sample.video.shape == (4, 32, 48, 3) and sample.caption
+    world, mix = make_world("shapes", train_config, seed=0)
+    assert fit_mix(mix, PRESETS["small"], train_config) is mix      # pixel models: sizes untouched
+    latent_mix = fit_mix(mix, LATENT_MODEL, train_config)
+    assert all(h % 16 == 0 and w % 16 == 0 for h, w in latent_mix.canvases)
+    assert all((f - 1) % 4 == 0 for f in latent_mix.frame_counts) and len(latent_mix.frame_counts) >= 2
+    with pytest.raises(CinecubeError, match="allowed"):
+        make_world("kinetics", train_config, seed=0)
