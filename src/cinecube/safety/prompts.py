@@ -56,7 +56,9 @@ CATEGORIES: dict[str, str] = {
 }
 BENIGN = "benign"
 DEFAULT_THRESHOLD = 0.5        # deny when a category's probability reaches this
-WINDOW_WORDS, WINDOW_STRIDE = 32, 16   # long prompts are also classified in overlapping windows
+# Prompts longer than LONG_PROMPT_WORDS are also classified in overlapping windows of WINDOW_WORDS,
+# so a short request buried in filler is judged on its own (a 32-word window dilutes it too much).
+LONG_PROMPT_WORDS, WINDOW_WORDS, WINDOW_STRIDE = 24, 12, 6
 
 Stage = Literal["blocklist", "classifier"]
 
@@ -395,7 +397,7 @@ class EmbeddingClassifier:
 def _windows(text: str) -> list[str]:
     """The whole text, plus overlapping word windows when it is longer than the encoder reads."""
     words = text.split()
-    if len(words) <= WINDOW_WORDS:
+    if len(words) <= LONG_PROMPT_WORDS:
         return [text]
     starts = range(0, len(words) - WINDOW_WORDS + WINDOW_STRIDE, WINDOW_STRIDE)
     return [text] + [" ".join(words[s:s + WINDOW_WORDS]) for s in starts]
