@@ -16,6 +16,7 @@ fits of the two frame sets (``fvd.frechet_distance``).
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -53,7 +54,9 @@ def inception_path() -> Path:
 def load_inception(device: str = "cpu") -> torch.jit.ScriptModule:
     """The TorchScript TF-Inception in eval mode (cached per device)."""
     if device not in _CACHED:
-        model = torch.jit.load(str(inception_path()), map_location=device)
+        with warnings.catch_warnings():  # torch 2.13 flags TorchScript loading as deprecated; it works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(inception_path()), map_location=device)
         _CACHED[device] = model.eval()
     return _CACHED[device]
 
@@ -93,8 +96,8 @@ def inception_features(frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM))
 
 
-def video_frames(videos: Sequence[np.ndarray], max_frames_per_video: int | None = None) -> np.ndarray:
-    """All frames of a set of videos (any sizes) as a list-like (N, H_i, W_i, 3) sequence, resized later."""
+def video_frames(videos: Sequence[np.ndarray], max_frames_per_video: int | None = None) -> list[np.ndarray]:
+    """The (H, W, 3) frames of a set of videos, at most ``max_frames_per_video`` evenly spaced ones each."""
     frames = []
     for video in videos:
         v = np.asarray(video)
