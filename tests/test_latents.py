@@ -113,6 +113,20 @@ def test_interrupted_cache_keeps_finished_shards_and_continues(tmp_path, autoenc
         cache_latents(out, autoencoder_dir, world="mix", n=11, shard_size=4, max_frames=9, progress=False)
 
 
+def test_a_corpus_folder_is_cached_clip_by_clip(tmp_path, autoencoder_dir):
+    from cinecube.data.corpus import build_corpus
+
+    build_corpus(tmp_path / "corpus", "mix", n=2, min_size=32, max_size=48, frames=12, progress=False)
+    cache_latents(tmp_path / "latents", autoencoder_dir, corpus=tmp_path / "corpus", shard_size=3, max_frames=9,
+                  progress=False)
+    data = LatentDataset(tmp_path / "latents")
+    # Each 12-frame clip gives a 9-frame clip (3 latent frames) and a 3-frame rest (cropped to 1).
+    assert data.ids == ["clips/000000.mp4#0", "clips/000000.mp4#1", "clips/000001.mp4#0", "clips/000001.mp4#1"]
+    assert [shape[1] for shape in data.shapes] == [3, 1, 3, 1]
+    captions = [json.loads(line)["caption"] for line in (tmp_path / "corpus" / "captions.jsonl").read_text().splitlines()]
+    assert data.captions == [captions[0], captions[0], captions[1], captions[1]]
+
+
 def test_bad_cache_arguments_get_one_line_errors(tmp_path, autoencoder_dir):
     with pytest.raises(CinecubeError, match="either"):
         cache_latents(tmp_path / "a", autoencoder_dir, progress=False)

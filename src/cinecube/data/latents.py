@@ -87,7 +87,8 @@ def _corpus_items(folder: Path, max_frames: int, multiple: int) -> Iterator[tupl
         raise CinecubeError(f"video folder '{folder}' holds no captioned videos")
     for entry in dataset.entries:
         for k, clip in enumerate(dataset.clips_of(entry)):
-            yield clip, entry.caption, f"{entry.path.relative_to(folder)}#{k}"
+            name = entry.path.relative_to(dataset.root) if entry.path.is_relative_to(dataset.root) else entry.path
+            yield clip, entry.caption, f"{name}#{k}"
 
 
 def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str | Path | None = None,
