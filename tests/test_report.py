@@ -58,9 +58,12 @@ def _fake_results(out: Path) -> dict:
     for i, prompt in enumerate(prompts):
         write_video(out / "videos" / f"case_{i:03d}.mp4", _moving_square(10, 40, (220, 40, 40)), fps=8)
         write_video(out / "videos" / f"case_{i:03d}_truth.mp4", _moving_square(10, 40, (255, 0, 0)), fps=8)
+        videos = [{"path": f"videos/case_{i:03d}.mp4", "seed": 7 + i, "seconds": 1.25}]
+        if i == 0:  # a second seed of the first prompt (--videos-per-prompt 2)
+            write_video(out / "videos" / "case_000_seed1.mp4", _moving_square(10, 40, (200, 60, 60)), fps=8)
+            videos.append({"path": "videos/case_000_seed1.mp4", "seed": 8, "seconds": 1.3})
         cases.append({"index": i, "prompt": prompt, "seed": 7 + i, "size": [10, 40, 40],
-                      "case_size": [10, 40, 40],
-                      "videos": [{"path": f"videos/case_{i:03d}.mp4", "seed": 7 + i, "seconds": 1.25}],
+                      "case_size": [10, 40, 40], "videos": videos,
                       "truth": f"videos/case_{i:03d}_truth.mp4",
                       "results": {"color": True, "shape": i == 0, "direction": None, "count": True}})
     fvd = {"logits": {"value": 123.4, "n_a": 2, "n_b": 2, "dim": 400, "feature": "logits", "note": "rank <= 1",
@@ -116,7 +119,7 @@ def test_report_writes_json_html_and_plots(report_dir):
     page = (out / "index.html").read_text()
     # Every generated video and every ground-truth render is a <video> with a file beside it.
     sources = re.findall(r'<video src="([^"]+)"', page)
-    assert sources == ["videos/case_000.mp4", "videos/case_000_truth.mp4",
+    assert sources == ["videos/case_000.mp4", "videos/case_000_seed1.mp4", "videos/case_000_truth.mp4",
                        "videos/case_001.mp4", "videos/case_001_truth.mp4"]
     assert all((out / s).is_file() for s in sources)
     for text in ("Prompt adherence", "FVD (I3D 400-d logits)", "FID per frame", "Generation time",
@@ -185,9 +188,9 @@ def test_report_renders_in_headless_chromium_with_playable_videos(report_dir):
     out, _ = report_dir
     dom = render_dom(out / "index.html")
     body = re.search(r"<body[^>]*>", dom).group(0)
-    assert 'data-videos-total="4"' in body
-    assert 'data-videos-loaded="4"' in body and 'data-videos-ready="ok"' in body, body
-    assert "[4/4 videos loaded]" in dom
+    assert 'data-videos-total="5"' in body
+    assert 'data-videos-loaded="5"' in body and 'data-videos-ready="ok"' in body, body
+    assert "[5/5 videos loaded]" in dom
     assert dom.count("<table") >= 5 and "FVD (I3D 400-d logits)" in dom
     assert "hacked" not in re.search(r"<title>(.*?)</title>", dom).group(1)
 
