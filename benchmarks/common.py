@@ -47,8 +47,31 @@ def best_times_interleaved(fns: dict[str, Callable[[], object]], repeats: int, w
     return best
 
 
+def _register_cpu_attention_flops() -> None:
+    """torch.utils.flop_counter knows the CUDA attention kernels but not the CPU flash kernel
+    that scaled_dot_product_attention runs here, and would count its FLOPs as zero. Count them
+    with the same formulas (2 matmuls forward, 4 backward)."""
+    aten = torch.ops.aten
+    registry = torch.utils.flop_counter.flop_registry
+    forward_op = aten._scaled_dot_product_flash_attention_for_cpu
+    backward_op = aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if forward_op in registry:
+        return
+
+    @torch.utils.flop_counter.register_flop_formula(forward_op)
+    def forward_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return torch.utils.flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    @torch.utils.flop_counter.register_flop_formula(backward_op)
+    def backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                       **kwargs) -> int:
+        return torch.utils.flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
+                                                                 value_shape)
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of fn, counted by torch.utils.flop_counter (matmuls, convs, SDPA)."""
+    """FLOPs of one call of fn, counted by torch.utils.flop_counter (matmuls, convs, attention)."""
+    _register_cpu_attention_flops()
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()

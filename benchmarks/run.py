@@ -143,8 +143,9 @@ def sampling_rows(results: dict, peaks: dict, row) -> None:
         sm = results.get(f"sampling:{name}")
         if sm is None:
             continue
+        peak = sm.get("matmul_peak_flop_per_s", peaks)["fp32"]   # measured next to the sampling
         for steps, r in sm["steps"].items():
-            at_peak = r["flops"] / peaks["fp32"]
+            at_peak = r["flops"] / peak
             note = " (estimated from the measured step time)" if r["estimated"] else ""
             row(f"sampling {sm['width']}x{sm['height']}x{sm['frames']}, {steps} steps (s/video) vs the same "
                 f"FLOPs at the fp32 matmul peak{note}", r["seconds"], at_peak, at_peak / r["seconds"], None, "s")
@@ -159,7 +160,7 @@ def sampling_rows(results: dict, peaks: dict, row) -> None:
         size_label = f"{ae['width']}x{ae['height']}x{ae['frames']}"
         for direction in ("encode", "decode"):
             flops, seconds = ae[f"{direction}_flops"], ae[f"{direction}_seconds"]
-            at_peak = flops / peaks["fp32"] if flops else None
+            at_peak = flops / ae.get("matmul_peak_flop_per_s", peaks)["fp32"] if flops else None
             row(f"{what} {direction} frames/s at {size_label} (reference: frames/s at the fp32 matmul peak)",
                 ae[f"{direction}_fps"], ae["frames"] / at_peak if at_peak else None,
                 at_peak / seconds if at_peak else None, None, "frames/s")
@@ -196,12 +197,16 @@ def report(results: dict, table: str) -> str:
     """docs/benchmarks.md: the table with the machine and the method it was measured with."""
     m = results["machine"]
     peaks = results["matmul_peak_flop_per_s"]
+    parts = "; ".join(f"{', '.join(p['cases'])}: {', '.join(f'{x:.1f}' for x in p['machine']['load_average_at_start'])}"
+                      f" ({p['machine']['torch_threads']} threads)" for p in results.get("parts", []))
     return f"""# cinecube benchmarks
 
 Measured {results['started']} with `.venv/bin/python benchmarks/run.py{' --quick' if results['quick'] else ''}` on
 {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, CPU capability
-{m['cpu_capability']}); load average at the start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}.
-Matmul peak measured in the same run (2048^3, best of 5): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s,
+{m['cpu_capability']}). Load average (1, 5, 15 min) at the start of each part of the run:
+{parts}.
+Matmul peak measured at the start of the run (2048^3, best of 5; the training rows use the peak
+measured interleaved with their own steps): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s,
 bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s.
 
 Every ratio compares two figures measured in this run. FLOPs are counted with
@@ -227,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (smoke test)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.json",
                         help="JSON output; a .md table is written next to it")
-    parser.add_argument("--only", nargs="*", help="run only these cases (names as in the JSON)")
+    parser.add_argument("--only", nargs="*",
+                        help="run only these cases (names as in the JSON), updating an existing --out")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own choice, one per core)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -245,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.common import matmul_peak
 
-    results = {"quick": args.quick, "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results = {}
+    if args.only and args.out.exists():   # complete or refresh some cases of an earlier run
+        results = json.loads(args.out.read_text())
+    stamp = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results.setdefault("parts", []).append(stamp | {"cases": args.only or cases(args.quick)})
+    results.update(stamp, quick=args.quick)
     print("measuring the matmul peak ...", file=sys.stderr)
     results["matmul_peak_flop_per_s"] = matmul_peak(256 if args.quick else 2048, 2 if args.quick else 5)
     for name in (args.only or cases(args.quick)):

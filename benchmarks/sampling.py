@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .common import count_flops, current_rss_mib, peak_rss_mib
+from .common import count_flops, current_rss_mib, matmul_peak, peak_rss_mib
 
 PROMPT = "a red circle moving right on a black background"
 
@@ -54,6 +54,7 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
     flops_1, flops_2 = count_flops(lambda: video(1)), count_flops(lambda: video(2))
     flops_per_step = flops_2 - flops_1
     results, measured = {}, {}
+    peak_before = matmul_peak(512 if quick else 2048, 3)
     for n in sorted(steps):
         estimate = _estimate(measured, n)
         if estimate > budget_s:
@@ -67,7 +68,13 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
         r["flops"] = flops_1 - flops_per_step + n * flops_per_step
     return {"height": height, "width": width, "frames": frames, "tokens": model_tokens(config, frames, height, width),
             "flops_per_step": flops_per_step, "steps": {str(n): r for n, r in results.items()},
+            "matmul_peak_flop_per_s": _best_peaks(peak_before, matmul_peak(512 if quick else 2048, 3)),
             "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib(), "memory": "getrusage ru_maxrss"}
+
+
+def _best_peaks(*measurements: dict[str, float]) -> dict[str, float]:
+    """The matmul peak measured next to a benchmark (before and after it): the best of each."""
+    return {k: max(m[k] for m in measurements if k in m) for k in measurements[0]}
 
 
 def _estimate(measured: dict[int, float], steps: int) -> float:
@@ -102,6 +109,7 @@ def autoencoder_fps(preset: str, height: int, width: int, frames: int, repeats: 
         rss_before = current_rss_mib()
         encode_s = best_time(lambda: ae.encode(video), repeats, warmup=0)
         decode_s = best_time(lambda: ae.decode(latent), repeats, warmup=0)
+        peaks = _best_peaks(matmul_peak(512, 2) if frames < 9 else matmul_peak(), {})
         encode_flops = count_flops(lambda: ae.encode(video))
         decode_flops = count_flops(lambda: ae.decode(latent))
     return {"preset": preset, "height": height, "width": width, "frames": frames,
@@ -109,5 +117,5 @@ def autoencoder_fps(preset: str, height: int, width: int, frames: int, repeats: 
             "parameters": sum(p.numel() for p in ae.parameters()),
             "encode_fps": frames / encode_s, "decode_fps": frames / decode_s,
             "encode_seconds": encode_s, "decode_seconds": decode_s,
-            "encode_flops": encode_flops, "decode_flops": decode_flops,
+            "encode_flops": encode_flops, "decode_flops": decode_flops, "matmul_peak_flop_per_s": peaks,
             "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib(), "memory": "getrusage ru_maxrss"}
