@@ -1,9 +1,13 @@
 import dataclasses
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Signing keys and the audit log written by tests go to a throwaway config folder, never the
+# user's; subprocesses started by tests inherit it.
+os.environ["CINECUBE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="cinecube-test-config-")
 
 
 @pytest.fixture(scope="session")

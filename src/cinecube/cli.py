@@ -42,22 +42,52 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="checkpoint or run folder (default: the bundled model)")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("-o", "--output", default="out.mp4", help="output .mp4, .gif or (one frame) .png")
+    add_safety_arguments(p)
     p.set_defaults(func=cmd_generate)
+
+
+def add_safety_arguments(p: argparse.ArgumentParser) -> None:
+    """Every command that writes generated media takes the same safety switches."""
+    g = p.add_argument_group("safety and provenance (all stages on by default)")
+    g.add_argument("--frame-action", choices=["block", "blur"], default="block",
+                   help="what frame review does when it finds a face (default: block the output)")
+    g.add_argument("--signing-key", default=None, help="an organisation's PKCS#8 signing key (PEM)")
+    g.add_argument("--signing-chain", default=None, help="its certificate chain (PEM, leaf first)")
+    g.add_argument("--audit-log", default=None, help="audit log file (default: <config dir>/audit.jsonl)")
+    for stage in ("prompt-policy", "frame-review", "watermark", "c2pa", "audit"):
+        g.add_argument(f"--unsafe-skip-{stage}", action="store_true",
+                       help=f"research only: skip the {stage.replace('-', ' ')} stage")
+
+
+def safety_settings_from(args: argparse.Namespace):
+    from .safety.guard import SafetySettings
+
+    return SafetySettings(prompt_policy=not args.unsafe_skip_prompt_policy,
+                          frame_review=not args.unsafe_skip_frame_review, frame_action=args.frame_action,
+                          watermark=not args.unsafe_skip_watermark, c2pa=not args.unsafe_skip_c2pa,
+                          audit=not args.unsafe_skip_audit, audit_path=args.audit_log,
+                          signing_key=args.signing_key, signing_chain=args.signing_chain)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, check_output_path
 
     check_output_path(args.output, args.frames)   # fail before any work is done
+    safety = safety_settings_from(args)
     started = time.time()
-    pipe = Pipeline.from_pretrained(args.model)
+    pipe = Pipeline.from_pretrained(args.model, safety=safety)
     video = pipe(args.prompt, frames=args.frames, height=args.height, width=args.width,
                  steps=args.steps, guidance=args.guidance, seed=args.seed, sampler=args.sampler,
                  progress=sys.stderr.isatty())
     video.fps = args.fps
     path = video.save(args.output)
+    result = video.published
     print(f"wrote {path} ({args.frames} frames, {args.width}x{args.height}, "
           f"{time.time() - started:.1f} s)")
+    if result.watermark_payload:
+        print(f"  watermark payload {result.watermark_payload}; output sha256 {result.output_sha256[:16]}...")
+    if result.skipped:
+        print(f"  WARNING: safety stages skipped on request: {', '.join(result.skipped)}", file=sys.stderr)
     return 0
 
 
@@ -66,7 +96,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a model on a world")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    p.add_argument("--world", default="shapes")
+    p.add_argument("--world", default="shapes", help="shapes, fashion, pans or mix")
+    p.add_argument("--autoencoder", default=None,
+                   help="train in the latent space of this trained autoencoder (folder or run); the run keeps a copy")
+    p.add_argument("--latents", default=None,
+                   help="read cached latents (`cinecube data cache-latents`) instead of rendering and encoding")
+    p.add_argument("--patch-size", default=None,
+                   help="spacetime patch T,H,W in latent cells (default: the preset's; 1,2,2 with an autoencoder)")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
@@ -106,10 +142,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and key != "seed":
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train_config = dataclasses.replace(train_config, **overrides)
+    resuming = args.resume and checkpoint_dirs(args.out) and run_json.exists()
+    if not resuming:
+        model_config = _latent_space_config(model_config, args.autoencoder, args.latents, args.patch_size)
     result = train(model_config, train_config, args.out, world=args.world, resume=args.resume,
-                   device=args.device, progress=True, init_from=args.init_from)
+                   device=args.device, progress=True, init_from=args.init_from,
+                   autoencoder=args.autoencoder, latents=args.latents)
     print(f"trained to step {result.step}, last loss {result.last_loss:.4f}; run folder {result.run_dir}")
     return 0
+
+
+def _latent_space_config(model_config, autoencoder: str | None, latents: str | None, patch_size: str | None):
+    """The model config with the autoencoder of --autoencoder (or of the --latents cache) and
+    its latent channels; the patch defaults to 1x2x2 latent cells in latent space."""
+    from .data.latents import LatentDataset
+    from .train.checkpoint import load_checkpoint
+
+    if autoencoder is not None:
+        ae_config = load_checkpoint(autoencoder).model_config.autoencoder
+        if ae_config.kind == "pixel":
+            raise CinecubeError(f"--autoencoder '{autoencoder}' holds no trained autoencoder")
+    elif latents is not None:
+        ae_config = LatentDataset(latents).autoencoder_config
+    else:
+        ae_config = None
+    if ae_config is not None:
+        model_config = dataclasses.replace(model_config, autoencoder=ae_config, patch_size=(1, 2, 2))
+    if patch_size is not None:
+        try:
+            patch = tuple(int(x) for x in patch_size.split(","))
+        except ValueError:
+            patch = ()
+        if len(patch) != 3 or min(patch) < 1:
+            raise CinecubeError(f"--patch-size {patch_size!r} must be three positive integers T,H,W, e.g. 1,2,2")
+        model_config = dataclasses.replace(model_config, patch_size=patch)
+    return model_config
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -164,14 +231,20 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .train.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
+    from .train.checkpoint import (AUTOENCODER_DIR, load_checkpoint, load_model_autoencoder, load_weights_into,
+                                   save_checkpoint)
     from .transformer import DiffusionTransformer
 
     checkpoint = load_checkpoint(args.model)
     model = DiffusionTransformer(checkpoint.model_config)
     load_weights_into(model, checkpoint.weights, str(checkpoint.path))
+    # A latent-space model takes its autoencoder along (checked by loading it).
+    autoencoder_dir = None
+    if checkpoint.model_config.autoencoder.kind != "pixel":
+        load_model_autoencoder(checkpoint.path, checkpoint.model_config)
+        autoencoder_dir = checkpoint.path / AUTOENCODER_DIR
     path = save_checkpoint(args.out, checkpoint.model_config, model, train_config=checkpoint.train_config,
-                           step=checkpoint.step, dtype=getattr(torch, args.dtype))
+                           step=checkpoint.step, dtype=getattr(torch, args.dtype), autoencoder_dir=autoencoder_dir)
     size = (path / "model.safetensors").stat().st_size / 2**20
     print(f"wrote {path} (step {checkpoint.step}, {size:.1f} MiB, {args.dtype})")
     return 0

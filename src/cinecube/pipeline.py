@@ -6,7 +6,12 @@
 
 The pipeline validates the request, encodes the prompt, samples noise on the token grid of the
 wanted size, integrates the flow ODE with classifier-free guidance, unpacks the tokens and
-decodes the latents into frames. Safety and provenance stages chain after decoding.
+decodes the latents into frames.
+
+Safety is part of the pipeline, not an option bolted on: the prompt policy runs before any
+compute, and `GeneratedVideo.save` sends the frames through `cinecube.safety.guard.publish`
+(frame review, invisible watermark, atomic write, signed C2PA manifest, audit log). Stages
+can be switched off for research with `SafetySettings`; what was skipped is recorded.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .autoencoder import Autoencoder, build_autoencoder, tensor_to_frames
+from .autoencoder import Autoencoder, tensor_to_frames
 from .config import ModelConfig
 from .diffusion import Objective, flow_timesteps, resolution_shift
 from .errors import InvalidRequestError, VideoIOError
 from .patches import PackedBatch, grid_positions, token_grid, unpack
+from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
 from .sampling import SAMPLERS, classifier_free_guidance
 from .text import TextEncoder, get_text_encoder
-from .train.checkpoint import load_checkpoint, load_weights_into
+from .train.checkpoint import load_checkpoint, load_model_autoencoder, load_weights_into
 from .transformer import DiffusionTransformer
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png")
@@ -47,12 +53,19 @@ class GeneratedVideo:
     seed: int
     fps: float = DEFAULT_FPS
     info: dict = field(default_factory=dict)
+    safety: SafetySettings = field(default_factory=SafetySettings)
+    prompt_stage: dict | None = None      # the prompt policy's decision, taken before generating
+    published: PublishResult | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .video_io import write_video
-
+        """Review, watermark, write, sign and log; returns the path. Raises if a stage refuses."""
         check_output_path(path, self.frames.shape[0])
-        return write_video(path, self.frames, fps=self.fps)
+        generation = {k: self.info[k] for k in ("steps", "guidance", "sampler") if k in self.info}
+        self.published = publish(self.frames, path, prompt=self.prompt, seed=self.seed, fps=self.fps,
+                                 model_name=self.info.get("model", "cinecube"),
+                                 checkpoint_sha256=self.info.get("weights_sha256") or "0" * 64,
+                                 generation=generation, settings=self.safety, prompt_stage=self.prompt_stage)
+        return self.published.path
 
 
 def check_output_path(path: str | os.PathLike, frames: int) -> None:
@@ -80,7 +93,8 @@ def allowed_sizes_message(config: ModelConfig, autoencoder: Autoencoder) -> str:
 
 class Pipeline:
     def __init__(self, model: DiffusionTransformer, autoencoder: Autoencoder,
-                 text_encoder: TextEncoder, name: str = "cinecube", weights_sha256: str = ""):
+                 text_encoder: TextEncoder, name: str = "cinecube", weights_sha256: str = "",
+                 safety: SafetySettings | None = None):
         self.model = model.eval()
         self.autoencoder = autoencoder.eval()
         self.text_encoder = text_encoder
@@ -88,18 +102,22 @@ class Pipeline:
         self.objective = Objective(self.config.diffusion)
         self.name = name
         self.weights_sha256 = weights_sha256
+        self.safety = safety or SafetySettings()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str = "cpu") -> "Pipeline":
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str = "cpu",
+                        safety: SafetySettings | None = None) -> "Pipeline":
         """Load a checkpoint folder or run folder; the bundled default when path is None."""
         checkpoint = load_checkpoint(path if path is not None else default_model_dir())
         model = DiffusionTransformer(checkpoint.model_config)
         load_weights_into(model, checkpoint.weights, str(checkpoint.path))
-        autoencoder = build_autoencoder(checkpoint.model_config.autoencoder)
+        # The identity for pixel models; a latent-space model's folder carries its autoencoder/.
+        autoencoder = load_model_autoencoder(checkpoint.path, checkpoint.model_config)
         digest = hashlib.sha256((checkpoint.path / "model.safetensors").read_bytes()).hexdigest()
         text = get_text_encoder(checkpoint.model_config.text_max_tokens)
         name = "default" if path is None else checkpoint.path.name
-        return cls(model.to(device), autoencoder.to(device), text, name=name, weights_sha256=digest)
+        return cls(model.to(device), autoencoder.to(device), text, name=name, weights_sha256=digest,
+                   safety=safety)
 
     # --------------------------------------------------------------------------- validation
 
@@ -138,12 +156,14 @@ class Pipeline:
         self.validate(prompt, frames, height, width, steps, guidance)
         if sampler not in SAMPLERS:
             raise InvalidRequestError(f"sampler {sampler!r} is not allowed; use one of {sorted(SAMPLERS)}")
+        prompt_stage = check_prompt_allowed(prompt, self.safety)     # before any compute
         video = generate_video(self.model, self.autoencoder, self.text_encoder, prompt, frames, height,
                                width, steps=steps, guidance=guidance, seed=seed, sampler=sampler,
                                progress=progress)
         info = {"model": self.name, "weights_sha256": self.weights_sha256, "steps": steps,
                 "guidance": guidance, "sampler": sampler}
-        return GeneratedVideo(tensor_to_frames(video), prompt, seed, info=info)
+        return GeneratedVideo(tensor_to_frames(video), prompt, seed, info=info, safety=self.safety,
+                              prompt_stage=prompt_stage)
 
 
 def tokens_for_size(config: ModelConfig, autoencoder: Autoencoder, frames: int, height: int, width: int) -> int:

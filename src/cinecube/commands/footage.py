@@ -38,6 +38,9 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     inspect.add_argument("folder")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.set_defaults(func=cmd_data_inspect)
+    from .autoencoder_training import add_cache_latents_parser
+
+    add_cache_latents_parser(data_sub)
 
     rec = commands.add_parser("reconstruct", help="encode and decode a video with the autoencoder")
     rec.add_argument("input", help="video or image (mp4, avi, gif, png, ...)")
@@ -77,11 +80,14 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
         model_path, label = default_model_dir(), "the bundled model"
     else:
         model_path, label = Path(model), model
-    config = load_checkpoint(model_path).model_config.autoencoder
+    checkpoint = load_checkpoint(model_path)
+    config = checkpoint.model_config.autoencoder
     if config.kind == "pixel":
         return PixelAutoencoder(config), f"{label} uses the pixel autoencoder: the identity (no compression)"
-    raise CinecubeError(f"{label} uses a {config.kind} autoencoder whose weights are not in the model folder; "
-                        "pass its checkpoint with --autoencoder PATH")
+    from ..train.checkpoint import load_model_autoencoder
+
+    return (load_model_autoencoder(checkpoint.path, checkpoint.model_config),
+            f"{config.kind} autoencoder of {label}")
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:

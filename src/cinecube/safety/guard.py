@@ -1,0 +1,204 @@
+"""The gate every cinecube output passes through, in this order:
+
+    prompt policy      (before any compute: a denied prompt generates nothing)
+    frame review       (faces and other reviewers: block, or blur and go on)
+    invisible watermark (payload = model id + generation id + check code, in every frame)
+    write              (to a hidden temporary file beside the target)
+    C2PA manifest      (signed in place: c2pa.created, trainedAlgorithmicMedia, our claims,
+                        a soft binding to the watermark payload)
+    publish            (atomic rename onto the target name)
+    audit log          (one JSON line: time, prompt hash, every stage's decision, output hash)
+
+A stage that denies or raises stops the request: the temporary file is removed, nothing
+appears under the target name, the audit log records why, and the caller gets a
+`SafetyBlockedError` (or the stage's own error). `SafetySettings` can switch stages off for
+research (`--unsafe-skip-*` on the command line); what was skipped is recorded in the audit
+log and the manifest's claims, and reported to the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CinecubeError
+
+STAGES = ("prompt_policy", "frame_review", "watermark", "c2pa")
+
+
+class SafetyBlockedError(CinecubeError):
+    """A safety stage refused the request; nothing was written."""
+
+    def __init__(self, stage: str, message: str, detail: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.stage = stage
+        self.detail = detail or {}
+
+
+@dataclass(frozen=True)
+class SafetySettings:
+    """Which stages run and how. Every stage is on by default."""
+
+    prompt_policy: bool = True
+    frame_review: bool = True
+    frame_action: str = "block"              # "block" or "blur" detected faces
+    frame_review_every: int = 8              # review first, last and every k-th frame
+    watermark: bool = True
+    c2pa: bool = True
+    audit: bool = True
+    audit_path: str | None = None            # default: <config dir>/audit.jsonl
+    signing_key: str | None = None           # an organisation's key (PKCS#8 PEM) ...
+    signing_chain: str | None = None         # ... and its certificate chain; else per-installation
+
+    def __post_init__(self) -> None:
+        if self.frame_action not in ("block", "blur"):
+            raise CinecubeError(f"frame action {self.frame_action!r} is not allowed; use 'block' or 'blur'")
+        if self.frame_review_every < 1:
+            raise CinecubeError(f"frame review interval {self.frame_review_every} must be at least 1")
+        if (self.signing_key is None) != (self.signing_chain is None):
+            raise CinecubeError("an organisation signing key needs both the key and the certificate chain")
+
+    @property
+    def skipped(self) -> list[str]:
+        return [stage for stage in STAGES if not getattr(self, stage)]
+
+    def with_skipped(self, stages: list[str]) -> "SafetySettings":
+        unknown = sorted(set(stages) - set(STAGES))
+        if unknown:
+            raise CinecubeError(f"unknown safety stage(s) {unknown}; stages: {', '.join(STAGES)}")
+        return dataclasses.replace(self, **{stage: False for stage in stages})
+
+
+@dataclass
+class PublishResult:
+    path: Path
+    output_sha256: str
+    watermark_payload: str | None               # hex, None when the watermark was skipped
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _audit(settings: SafetySettings, record: dict[str, Any]) -> None:
+    if not settings.audit:
+        return
+    from .audit import AuditLog
+
+    AuditLog(settings.audit_path).append(record)
+
+
+def _base_record(request_id: str, prompt: str, settings: SafetySettings) -> dict[str, Any]:
+    from .provenance import prompt_sha256
+
+    return {"request_id": request_id, "prompt_sha256": prompt_sha256(prompt),
+            "skipped_stages": settings.skipped}
+
+
+def check_prompt_allowed(prompt: str, settings: SafetySettings, request_id: str | None = None,
+                         ) -> dict[str, Any]:
+    """Stage 1, run before generating. Raises SafetyBlockedError (and logs it) on a denial."""
+    if not settings.prompt_policy:
+        return {"stage": "prompt_policy", "decision": "skipped"}
+    from .prompts import check_prompt
+
+    decision = check_prompt(prompt)
+    stage = {"stage": "prompt_policy", "decision": "allow" if decision.allowed else "deny",
+             "category": decision.category, "by": decision.stage}
+    if not decision.allowed:
+        request_id = request_id or uuid.uuid4().hex
+        _audit(settings, {**_base_record(request_id, prompt, settings), "stages": [stage],
+                          "outcome": "blocked", "output_path": None, "output_sha256": None})
+        raise SafetyBlockedError("prompt_policy", f"prompt refused by the content policy "
+                                 f"(category: {decision.category}): {decision.reason}", stage)
+    return stage
+
+
+def _signing_identity(settings: SafetySettings):
+    from .provenance import SigningIdentity
+
+    if settings.signing_key is not None:
+        return SigningIdentity.from_files(settings.signing_key, settings.signing_chain)
+    return SigningIdentity.load_or_create()
+
+
+def publish(frames: np.ndarray, path: str | os.PathLike, *, prompt: str, seed: int, fps: float,
+            model_name: str, checkpoint_sha256: str, generation: dict[str, Any],
+            settings: SafetySettings = SafetySettings(), prompt_stage: dict[str, Any] | None = None,
+            request_id: str | None = None) -> PublishResult:
+    """Run frames (T, H, W, 3) uint8 through review, watermark, write, sign; log; publish.
+
+    `generation` holds the request's settings for the manifest (steps, guidance, sampler).
+    `prompt_stage` is the prompt policy's decision if the caller checked it before generating;
+    otherwise the policy runs here.
+    """
+    from ..video_io import write_video
+
+    request_id = request_id or uuid.uuid4().hex
+    target = Path(path)
+    stages = [prompt_stage or check_prompt_allowed(prompt, settings, request_id)]
+    record = _base_record(request_id, prompt, settings)
+    tmp = target.with_name(f".{target.stem}.{request_id[:12]}.partial{target.suffix}")
+    try:
+        if settings.frame_review:
+            from .frames import review_frames
+
+            review = review_frames(frames, every_k=settings.frame_review_every, action=settings.frame_action)
+            stage = {"stage": "frame_review", "decision": review.action_taken if review.allowed else "deny",
+                     "findings": [{"frame": f.frame_index, "reviewer": f.reviewer, "label": f.label}
+                                  for f in review.findings]}
+            stages.append(stage)
+            if not review.allowed:
+                labels = sorted({f.label for f in review.findings})
+                raise SafetyBlockedError("frame_review", f"output blocked by frame review "
+                                         f"({', '.join(labels)} found in {len(review.findings)} place(s)); "
+                                         "use --frame-action blur to blur faces instead", stage)
+            frames = review.frames
+        else:
+            stages.append({"stage": "frame_review", "decision": "skipped"})
+
+        payload_hex = None
+        if settings.watermark:
+            from .watermark import embed_watermark, payload_for
+
+            payload = payload_for(checkpoint_sha256, secrets.randbits(24))
+            frames = embed_watermark(frames, payload)
+            payload_hex = payload.as_hex()            # "mmmm-gggggg", as `cinecube verify` prints it
+            stages.append({"stage": "watermark", "decision": "embedded", "payload": payload_hex})
+        else:
+            stages.append({"stage": "watermark", "decision": "skipped"})
+
+        write_video(tmp, frames, fps=fps)
+        if settings.c2pa:
+            from .provenance import generation_claims, sign_media
+
+            claims = generation_claims(model=model_name, checkpoint_sha256=checkpoint_sha256, prompt=prompt,
+                                       seed=seed, height=int(frames.shape[1]), width=int(frames.shape[2]),
+                                       frames=int(frames.shape[0]), fps=fps, request_id=request_id,
+                                       skipped_stages=settings.skipped, **generation)
+            # The soft binding holds the same payload as whole bytes of hex ("mmmmgggggg").
+            soft_binding = payload_hex.replace("-", "") if payload_hex else None
+            sign_media(tmp, claims, soft_binding, _signing_identity(settings), title=target.name)
+            stages.append({"stage": "c2pa", "decision": "signed"})
+        else:
+            stages.append({"stage": "c2pa", "decision": "skipped"})
+
+        from .audit import sha256_file
+
+        digest = sha256_file(tmp)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        failed = getattr(exc, "stage", None) or (stages[-1]["stage"] if stages else "unknown")
+        _audit(settings, {**record, "stages": stages, "outcome": "blocked" if isinstance(exc, SafetyBlockedError)
+                          else "error", "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+                          "failed_stage": failed, "output_path": None, "output_sha256": None})
+        raise
+    _audit(settings, {**record, "stages": stages, "outcome": "published", "output_path": str(target.resolve()),
+                      "output_sha256": digest})
+    return PublishResult(target, digest, payload_hex, stages, settings.skipped)
