@@ -173,15 +173,18 @@ def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick:
         videos, first = [], None
         for k in range(videos_per_prompt):
             t, cpu = time.perf_counter(), time.process_time()
-            video = pipe(case.prompt, frames=frames, height=height, width=width, steps=settings["steps"],
-                         guidance=guidance, seed=case.seed + k, progress=False).frames
+            result = pipe(case.prompt, frames=frames, height=height, width=width, steps=settings["steps"],
+                          guidance=guidance, seed=case.seed + k, progress=False)
+            video = result.frames                    # metrics see the model's own frames
             seconds = time.perf_counter() - t
             timings.append({"case": i, "seed": case.seed + k, "seconds": seconds,
                             "cpu_seconds": time.process_time() - cpu, "frames": frames,
                             "height": height, "width": width,
                             "tokens": pipe.num_tokens(frames, height, width)})
             name = f"case_{i:03d}.mp4" if k == 0 else f"case_{i:03d}_seed{k}.mp4"
-            write_video(out / VIDEO_DIR / name, video, fps=FPS)
+            # Published like any output: reviewed, watermarked, signed, logged.
+            result.fps = FPS
+            result.save(out / VIDEO_DIR / name)
             videos.append({"path": f"{VIDEO_DIR}/{name}", "seed": case.seed + k, "seconds": round(seconds, 3)})
             first = video if first is None else first
         truth = render(case.scene)                                   # (T, H, W, 3) the perfect answer
