@@ -210,7 +210,8 @@ measured interleaved with their own steps): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP
 bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s.
 
 Every ratio compares two figures measured in this run. FLOPs are counted with
-`torch.utils.flop_counter` (forward + backward for training). Peak memory is the resident-set
+`torch.utils.flop_counter` (forward + backward for training; the CPU flash-attention kernel, which
+the counter does not know, is counted with its own attention formulas). Peak memory is the resident-set
 high-water mark (`getrusage` ru_maxrss) of each benchmark's own subprocess, next to its resident
 set before the measured work. Raw figures: `benchmarks.json`.
 
