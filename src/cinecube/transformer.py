@@ -44,8 +44,9 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
 
     CPU path: segments with the same (query, key) lengths are stacked into one batched
     scaled_dot_product_attention call, so no FLOP is spent on masked-out pairs. Segments are
-    cut with `split` and joined with `cat` (whose backward passes are a cat and a split), and
-    a run of consecutive equal segments is a view, so the common case copies nothing.
+    cut with `split` and joined with `cat` (whose backward passes are a cat and a split, not a
+    zero-filled scatter per segment); when all segments have the same shape (a bucket, or the
+    guided copies of one video at sampling) the batch is a view and nothing is copied.
     """
     shapes = list(zip(q_lengths, k_lengths))
     if len(set(shapes)) == 1:   # every segment the same shape: one call on views
