@@ -55,7 +55,7 @@ CATEGORIES: dict[str, str] = {
     "real_people": "realistic depictions of real named people",
 }
 BENIGN = "benign"
-DEFAULT_THRESHOLD = 0.5        # deny when a category's probability reaches this
+DEFAULT_THRESHOLD = 0.6        # deny when a category's probability reaches this (chosen on the shipped sets)
 # Prompts longer than LONG_PROMPT_WORDS are also classified in overlapping windows of WINDOW_WORDS,
 # so a short request buried in filler is judged on its own (a 32-word window dilutes it too much).
 LONG_PROMPT_WORDS, WINDOW_WORDS, WINDOW_STRIDE = 24, 12, 6
@@ -328,7 +328,7 @@ def load_examples(data_dir: Path = POLICY_DATA) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def fit_logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def fit_logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 3e-4) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression with class-balanced weights, fitted by L-BFGS.
 
     x (N, D) float32, y (N,) int -> weight (C, D), bias (C,).
