@@ -230,7 +230,10 @@ def test_organisation_key_from_files(tmp_path, claims):
     chain_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
 
     org = SigningIdentity.from_files(key_path, chain_path)
-    assert org.key_pem.startswith(b"-----BEGIN " + b"PRIVATE" + b" KEY-----") and org.alg == "ES256"
+    loaded = serialization.load_pem_private_key(org.key_pem, password=None)
+    pkcs8 = loaded.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    assert org.key_pem == pkcs8 and org.alg == "ES256"      # converted to PKCS#8
     assert "key_pem" not in repr(org) and "PRIVATE" not in repr(org)
     path = _media(tmp_path, ".mp4")
     sign_media(path, claims, PAYLOAD, identity=org)
@@ -238,7 +241,8 @@ def test_organisation_key_from_files(tmp_path, claims):
     assert read_provenance(path).state == "Valid"  # this installation's root does not vouch for it
 
     wrong_chain = tmp_path / "wrong-chain.pem"
-    wrong_chain.write_bytes(provenance._new_identity_pem().split(b"-----END " + b"PRIVATE" + b" KEY-----\n")[1])
+    other = provenance._new_identity_pem()
+    wrong_chain.write_bytes(other[other.index(b"-----BEGIN CERTIFICATE"):])   # its certificates only
     with pytest.raises(ProvenanceError, match="does not match"):
         SigningIdentity.from_files(key_path, wrong_chain)
 
