@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import CinecubeError
 from .assets import fashion_mnist_dir
-from .pans import FootageSample, SCENE_PHOTOS, random_crop, scene_photos
+from .pans import SCENE_PHOTOS, FootageSample, SeededWorld, random_crop, scene_photos
 from .shapes import visible_colors
 from .vocab import BACKGROUND_COLORS, MOTION_VECTORS, OBJECT_COLORS
 
@@ -120,13 +120,15 @@ def _warp(image: np.ndarray, dx: float, dy: float, height: int, width: int) -> n
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-class FashionWorld:
+class FashionWorld(SeededWorld):
     """Moving Fashion-MNIST items; sample `index` is a pure function of (split, seed, index).
 
     Same shape of API as `ShapesWorld`: `sample(index)` draws canvas and duration,
     `sample_at(index, height, width, frames)` fixes them; both return a `FootageSample`
     (video (T, H, W, 3) uint8, caption, truth dict).
     """
+
+    _salt = 13
 
     def __init__(self, split: str = "train", seed: int = 0, max_objects: int = 2,
                  canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
@@ -137,23 +139,6 @@ class FashionWorld:
         self.images, self.labels = load_fashion_mnist(split)
         self.photos = scene_photos(split)
         self.canvases, self.frame_counts = canvases, frame_counts
-
-    def _rng(self, index: int) -> np.random.Generator:
-        if index < 0:
-            raise ValueError(f"index must be >= 0, got {index}")
-        return np.random.default_rng([self.seed, index, 13])
-
-    def sample(self, index: int) -> FootageSample:
-        rng = self._rng(index)
-        height, width = self.canvases[int(rng.integers(len(self.canvases)))]
-        frames = self.frame_counts[int(rng.integers(len(self.frame_counts)))]
-        return self._make(rng, height, width, frames)
-
-    def sample_at(self, index: int, height: int, width: int, frames: int) -> FootageSample:
-        return self._make(self._rng(index), height, width, frames)
-
-    def __getitem__(self, index: int) -> FootageSample:
-        return self.sample(index)
 
     # ------------------------------------------------------------------------ drawing
 

@@ -260,24 +260,17 @@ def pan_caption(rng: np.random.Generator, move: str, speed_word: str, scene: str
 # --------------------------------------------------------------------------------------------
 
 
-class PansWorld:
-    """Camera moves over real photos; sample `index` is a pure function of (seed, index).
+class SeededWorld:
+    """What the footage worlds share with the shapes world's API: sample `index` is a pure
+    function of (seed, index, the world's salt), on a canvas and duration drawn from its lists.
+    Subclasses set `seed`, `canvases`, `frame_counts` and define `_make(rng, h, w, frames)`."""
 
-    Same shape of API as `ShapesWorld`: `sample(index)` draws canvas and duration,
-    `sample_at(index, height, width, frames)` fixes them; both return a `FootageSample`.
-    """
-
-    def __init__(self, split: str = "train", seed: int = 0,
-                 canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
-                 frame_counts: tuple[int, ...] = DEFAULT_FRAME_COUNTS):
-        self.photos = scene_photos(split)
-        self.split, self.seed = split, seed
-        self.canvases, self.frame_counts = canvases, frame_counts
+    _salt: int
 
     def _rng(self, index: int) -> np.random.Generator:
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
-        return np.random.default_rng([self.seed, index, 11])
+        return np.random.default_rng([self.seed, index, self._salt])
 
     def sample(self, index: int) -> FootageSample:
         rng = self._rng(index)
@@ -290,6 +283,23 @@ class PansWorld:
 
     def __getitem__(self, index: int) -> FootageSample:
         return self.sample(index)
+
+
+class PansWorld(SeededWorld):
+    """Camera moves over real photos; sample `index` is a pure function of (seed, index).
+
+    Same shape of API as `ShapesWorld`: `sample(index)` draws canvas and duration,
+    `sample_at(index, height, width, frames)` fixes them; both return a `FootageSample`.
+    """
+
+    _salt = 11
+
+    def __init__(self, split: str = "train", seed: int = 0,
+                 canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
+                 frame_counts: tuple[int, ...] = DEFAULT_FRAME_COUNTS):
+        self.photos = scene_photos(split)
+        self.split, self.seed = split, seed
+        self.canvases, self.frame_counts = canvases, frame_counts
 
     def _make(self, rng: np.random.Generator, height: int, width: int, frames: int) -> FootageSample:
         if height < 8 or width < 8 or frames < 1:
