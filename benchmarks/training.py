@@ -55,6 +55,21 @@ def cinecube_config(size: TrainingSize) -> ModelConfig:
     )
 
 
+
+def _training_step(model, optimizer, loss_fn):
+    """(step: forward + backward + optimizer, flops: forward + backward only, model)."""
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        optimizer.step()
+
+    def flops():
+        model.zero_grad(set_to_none=True)
+        loss_fn().backward()
+
+    return step, flops, model
+
 def cinecube_step(size: TrainingSize, bf16: bool = False, compile: bool = False, seed: int = 0):
     """(step function, flops function, model) of one cinecube training step at `size`."""
     torch.manual_seed(seed)
@@ -78,16 +93,7 @@ def cinecube_step(size: TrainingSize, bf16: bool = False, compile: bool = False,
             out = forward(tokens, positions, segment_ids, timesteps, text, text_mask)
         return F.mse_loss(out.float(), target)
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn().backward()
-        optimizer.step()
-
-    def flops():
-        model.zero_grad(set_to_none=True)
-        loss_fn().backward()
-
-    return step, flops, model
+    return _training_step(model, optimizer, loss_fn)
 
 
 def diffusers_step(size: TrainingSize, text_tokens: int, bf16: bool = False, seed: int = 0):
@@ -122,16 +128,7 @@ def diffusers_step(size: TrainingSize, text_tokens: int, bf16: bool = False, see
             out = model(latents, text, timestep, image_rotary_emb=rotary, return_dict=False)[0]
         return F.mse_loss(out.float(), target)
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn().backward()
-        optimizer.step()
-
-    def flops():
-        model.zero_grad(set_to_none=True)
-        loss_fn().backward()
-
-    return step, flops, model
+    return _training_step(model, optimizer, loss_fn)
 
 
 def run(quick: bool, repeats: int | None = None) -> dict:
