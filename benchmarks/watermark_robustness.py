@@ -22,7 +22,6 @@ multiplies the number of null samples cheaply.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import pathlib
@@ -32,6 +31,7 @@ import time
 import numpy as np
 
 from cinecube.safety import watermark as wm
+from cinecube.video_io import h264_round_trip
 
 SIZES = ((64, 64), (48, 80), (128, 128), (256, 256), (360, 640))  # (H, W) of marked clips
 
@@ -131,25 +131,7 @@ class CleanSource:
 
 def h264(frames: np.ndarray, crf: int) -> np.ndarray:
     """Round trip through libx264 (yuv420p, preset medium) in memory."""
-    import av
-
-    t, h, w, _ = frames.shape
-    padded = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        stream.height, stream.width = padded.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for frame in padded:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    buf.seek(0)
-    with av.open(buf) as container:
-        out = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-    return out[:, :h, :w]
+    return h264_round_trip(frames, crf)
 
 
 def resize_half_and_back(frames: np.ndarray) -> np.ndarray:

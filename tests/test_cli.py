@@ -17,21 +17,21 @@ def pipe(tiny_run):
 
 
 def test_python_api_generates_frames_of_the_requested_size(pipe, tmp_path):
-    video = pipe("a red circle moving right", frames=5, height=16, width=24, steps=3, seed=0, progress=False)
-    assert video.frames.shape == (5, 16, 24, 3) and video.frames.dtype == np.uint8
-    again = pipe("a red circle moving right", frames=5, height=16, width=24, steps=3, seed=0, progress=False)
+    video = pipe("a red circle moving right", frames=5, height=32, width=48, steps=3, seed=0, progress=False)
+    assert video.frames.shape == (5, 32, 48, 3) and video.frames.dtype == np.uint8
+    again = pipe("a red circle moving right", frames=5, height=32, width=48, steps=3, seed=0, progress=False)
     assert np.array_equal(video.frames, again.frames)                     # seeded and deterministic
-    other = pipe("a red circle moving right", frames=5, height=16, width=24, steps=3, seed=1, progress=False)
+    other = pipe("a red circle moving right", frames=5, height=32, width=48, steps=3, seed=1, progress=False)
     assert not np.array_equal(video.frames, other.frames)
     path = video.save(tmp_path / "clip.mp4")
     assert path.stat().st_size > 0
-    image = pipe("a blue square", frames=1, height=8, width=32, steps=2, progress=False)
+    image = pipe("a blue square", frames=1, height=32, width=32, steps=2, progress=False)
     assert image.save(tmp_path / "frame.png").exists()
 
 
 def test_heun_and_no_guidance_paths_work(pipe):
-    a = pipe("a green triangle", frames=2, height=8, width=8, steps=2, guidance=1.0, sampler="heun", progress=False)
-    assert a.frames.shape == (2, 8, 8, 3)
+    a = pipe("a green triangle", frames=2, height=32, width=32, steps=2, guidance=1.0, sampler="heun", progress=False)
+    assert a.frames.shape == (2, 32, 32, 3)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -46,7 +46,7 @@ def test_heun_and_no_guidance_paths_work(pipe):
     ({"guidance": -1.0}, "guidance"),
 ])
 def test_bad_requests_are_refused_with_the_allowed_range(pipe, kwargs, match):
-    request = {"prompt": "a red circle", "frames": 4, "height": 16, "width": 16, "steps": 2, **kwargs}
+    request = {"prompt": "a red circle", "frames": 4, "height": 32, "width": 32, "steps": 2, **kwargs}
     prompt = request.pop("prompt")
     with pytest.raises(InvalidRequestError, match=match):
         pipe(prompt, progress=False, **request)
@@ -65,17 +65,18 @@ def run_cli(args, capsys):
 
 def test_cli_generate_writes_a_video(tiny_run, tmp_path, capsys):
     out = tmp_path / "out.gif"
-    code, stdout, _ = run_cli(["generate", "a yellow circle moving up", "--frames", "4", "--height", "16",
-                               "--width", "16", "--steps", "2", "--model", str(tiny_run), "-o", str(out)], capsys)
+    code, stdout, _ = run_cli(["generate", "a yellow circle moving up", "--frames", "4", "--height", "32",
+                               "--width", "32", "--steps", "2", "--model", str(tiny_run), "-o", str(out)], capsys)
     assert code == 0 and out.exists() and "wrote" in stdout
     from cinecube.video_io import read_video
 
     frames, _ = read_video(out)
-    assert frames.shape == (4, 16, 16, 3)
+    assert frames.shape == (4, 32, 32, 3)
 
 
 @pytest.mark.parametrize("extra,match", [
     (["--height", "18"], "height 18"),
+    (["--height", "16", "--width", "24"], "the invisible watermark needs"),
     (["--frames", "0"], "frames 0"),
     (["-o", "{tmp}/missing/out.mp4"], "does not exist"),
     (["-o", "{tmp}/out.avi"], "allowed: .mp4, .gif, .png"),
@@ -84,13 +85,24 @@ def test_cli_generate_writes_a_video(tiny_run, tmp_path, capsys):
 ])
 def test_cli_errors_are_one_line_and_leave_no_file(tiny_run, tmp_path, capsys, extra, match):
     extra = [x.replace("{tmp}", str(tmp_path)) for x in extra]
-    args = ["generate", "a red circle", "--frames", "4", "--height", "16", "--width", "16", "--steps", "2",
+    args = ["generate", "a red circle", "--frames", "4", "--height", "32", "--width", "32", "--steps", "2",
             "--model", str(tiny_run), "-o", str(tmp_path / "out.mp4")]
     # later options win in argparse
     code, _, err = run_cli(args + extra, capsys)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and match in err
     assert not list(tmp_path.rglob("out.*"))
+
+
+def test_sizes_below_the_watermark_tile_need_the_watermark_skipped(tiny_run, tmp_path, capsys):
+    out = tmp_path / "small.gif"
+    code, stdout, err = run_cli(["generate", "a red circle", "--frames", "4", "--height", "16", "--width", "24",
+                                 "--steps", "2", "--model", str(tiny_run), "--unsafe-skip-watermark",
+                                 "-o", str(out)], capsys)
+    assert code == 0, err
+    from cinecube.video_io import read_video
+
+    assert read_video(out)[0].shape == (4, 16, 24, 3)
 
 
 def test_cli_corrupt_checkpoint_is_refused(tiny_run, tmp_path, capsys):
@@ -101,7 +113,7 @@ def test_cli_corrupt_checkpoint_is_refused(tiny_run, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(checkpoint_dirs(tiny_run)[-1], broken)
     (broken / "model.safetensors").write_bytes(b"\x00" * 100)
-    code, _, err = run_cli(["generate", "a red circle", "--frames", "2", "--height", "8", "--width", "8",
+    code, _, err = run_cli(["generate", "a red circle", "--frames", "2", "--height", "32", "--width", "32",
                             "--model", str(broken), "-o", str(tmp_path / "x.mp4")], capsys)
     assert code == 2 and "corrupt" in err and not (tmp_path / "x.mp4").exists()
 
@@ -120,6 +132,6 @@ def test_export_writes_a_smaller_model_that_generates_the_same_way(tiny_run, tmp
     original = checkpoint_dirs(tiny_run)[-1] / "model.safetensors"
     assert (out / "model.safetensors").stat().st_size < 0.6 * original.stat().st_size
     assert not (out / "training").exists()
-    a = Pipeline.from_pretrained(tiny_run)("a red circle", frames=2, height=8, width=8, steps=2, progress=False)
-    b = Pipeline.from_pretrained(out)("a red circle", frames=2, height=8, width=8, steps=2, progress=False)
+    a = Pipeline.from_pretrained(tiny_run)("a red circle", frames=2, height=32, width=32, steps=2, progress=False)
+    b = Pipeline.from_pretrained(out)("a red circle", frames=2, height=32, width=32, steps=2, progress=False)
     assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3   # bf16 rounding only

@@ -20,10 +20,10 @@ def test_bundled_model_is_small_and_self_describing():
 def test_generate_uses_the_bundled_model(tmp_path, capsys):
     out = tmp_path / "default.mp4"
     code = main(["generate", "a red circle moving right on a black background", "--frames", "4",
-                 "--height", "16", "--width", "16", "--steps", "3", "--seed", "0", "-o", str(out)])
+                 "--height", "32", "--width", "32", "--steps", "3", "--seed", "0", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     frames, fps = read_video(out)
-    assert frames.shape == (4, 16, 16, 3) and fps == 8
+    assert frames.shape == (4, 32, 32, 3) and fps == 8
 
 
 def test_bundled_model_output_is_not_noise():

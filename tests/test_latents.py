@@ -184,8 +184,8 @@ def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(t
 
     pipe = Pipeline.from_pretrained(resumed)
     assert isinstance(pipe.autoencoder, CausalVideoAutoencoder)
-    video = pipe("a red circle moving right", frames=5, height=32, width=16, steps=2, progress=False)
-    assert video.frames.shape == (5, 32, 16, 3)
+    video = pipe("a red circle moving right", frames=5, height=32, width=48, steps=2, progress=False)
+    assert video.frames.shape == (5, 32, 48, 3)
 
 
 def test_missing_or_corrupt_autoencoder_folder_is_a_checkpoint_error(tmp_path, cache, no_samples):

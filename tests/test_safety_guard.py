@@ -61,6 +61,53 @@ def test_published_video_is_signed_watermarked_and_logged(tmp_path):
     assert [s["stage"] for s in record["stages"]] == ["prompt_policy", "frame_review", "watermark", "c2pa"]
 
 
+# A 64x64x8 clip and generation id whose 40 dB mark H.264 (CRF 17, as cinecube writes mp4)
+# loses: found by scanning 60 clips, 1 of which failed so.
+HARD_CLIP_SEED, HARD_GENERATION_ID = 9, 1009
+
+
+def _hard_case(monkeypatch):
+    from cinecube.data.shapes import ShapesWorld
+    from cinecube.safety import guard
+
+    monkeypatch.setattr(guard.secrets, "randbits", lambda bits: HARD_GENERATION_ID)
+    return ShapesWorld(seed=HARD_CLIP_SEED).sample_at(0, 64, 64, 8).video
+
+
+def test_gate_strengthens_a_mark_the_file_would_lose(tmp_path, monkeypatch):
+    from cinecube.safety.watermark import detect_watermark, embed_watermark, payload_for
+    from cinecube.video_io import read_video, write_video
+
+    frames = _hard_case(monkeypatch)
+    payload = payload_for(SHA, HARD_GENERATION_ID)
+    plain = tmp_path / "plain.mp4"
+    write_video(plain, embed_watermark(frames, payload), fps=8.0)
+    assert detect_watermark(read_video(plain)[0]).payload != payload   # the case is hard at 40 dB
+
+    out, audit = tmp_path / "v.mp4", tmp_path / "audit.jsonl"
+    result = _publish(frames, out, audit)
+    assert result.watermark_payload == payload.as_hex()
+    detection = detect_watermark(read_video(out)[0])
+    assert detection.detected and detection.payload == payload
+    stage = next(s for s in _audit_records(audit)[-1]["stages"] if s["stage"] == "watermark")
+    assert stage["attempts"] >= 2 and stage["psnr_db"] < 39.0 and stage["read_back_p_value"] < 1e-5
+
+
+def test_a_mark_no_strength_keeps_blocks_the_output(tmp_path, monkeypatch):
+    from cinecube.safety import guard
+
+    frames = _hard_case(monkeypatch)
+    monkeypatch.setattr(guard, "WATERMARK_PSNR_STEPS_DB", (40.0,))
+    out, audit = tmp_path / "v.mp4", tmp_path / "audit.jsonl"
+    with pytest.raises(SafetyBlockedError) as info:
+        _publish(frames, out, audit)
+    assert info.value.stage == "watermark" and "did not survive" in str(info.value)
+    assert not out.exists() and not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*partial*"))
+    record = _audit_records(audit)[-1]
+    assert record["outcome"] == "blocked" and record["failed_stage"] == "watermark"
+    assert record["stages"][-1]["decision"] == "failed"
+
+
 def test_denied_prompt_is_logged_and_writes_nothing(tmp_path):
     out, audit = tmp_path / "v.mp4", tmp_path / "audit.jsonl"
     with pytest.raises(SafetyBlockedError) as info:

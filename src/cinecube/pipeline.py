@@ -32,6 +32,7 @@ from .diffusion import Objective, flow_timesteps, resolution_shift
 from .errors import InvalidRequestError, VideoIOError
 from .patches import PackedBatch, grid_positions, token_grid, unpack
 from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
+from .safety.watermark import MIN_SIDE as WATERMARK_MIN_SIDE
 from .sampling import SAMPLERS, classifier_free_guidance
 from .text import TextEncoder, get_text_encoder
 from .train.checkpoint import load_checkpoint, load_model_autoencoder, load_weights_into
@@ -137,6 +138,10 @@ class Pipeline:
         if (not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames
                 or not self.autoencoder.valid_frames(frames)):
             raise InvalidRequestError(f"frames {frames} is not allowed; {allowed}")
+        if self.safety.watermark and min(height, width) < WATERMARK_MIN_SIDE:
+            raise InvalidRequestError(f"{height}x{width} is below the {WATERMARK_MIN_SIDE}x{WATERMARK_MIN_SIDE} "
+                                      f"pixels the invisible watermark needs; use height and width of at "
+                                      f"least {WATERMARK_MIN_SIDE}")
         tokens = self.num_tokens(frames, height, width)
         if tokens > cfg.max_tokens:
             raise InvalidRequestError(f"{frames}x{height}x{width} is {tokens} tokens; {allowed}")

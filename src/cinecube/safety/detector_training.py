@@ -13,8 +13,6 @@ compression gives the answer away.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CinecubeError
+from ..video_io import h264_round_trip
 from .detector import FEATURE_NAMES, Detector, fit_logistic, roc_auc, video_features
 
 TRAIN_CLIPS = ("bikes", "vtest", "box", "bigbuckbunny")
@@ -65,27 +64,6 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
         new_h = int(round(w / target))
         frames = frames[:, (h - new_h) // 2:(h - new_h) // 2 + new_h]
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def h264_round_trip(frames: np.ndarray, crf: int = 23) -> np.ndarray:
-    """Encode to H.264 at `crf` and decode again (what sharing a video does to it)."""
-    import av
-
-    if len(frames) == 1:
-        return frames
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "clip.mp4")
-        with av.open(path, "w") as container:
-            stream = container.add_stream("libx264", rate=8)
-            stream.options = {"crf": str(crf)}
-            stream.height, stream.width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-            stream.pix_fmt = "yuv420p"
-            for frame in frames[:, :stream.height, :stream.width]:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
-                                                                      format="rgb24")))
-            container.mux(stream.encode())
-        with av.open(path) as container:
-            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def _canvas(rng: np.random.Generator) -> tuple[int, int]:
@@ -143,7 +121,7 @@ def featurise(examples: Iterator[Example], rng: np.random.Generator, compress_fr
     features, labels, sources = [], [], []
     for example in examples:
         frames = example.frames
-        if rng.random() < compress_fraction:
+        if rng.random() < compress_fraction and len(frames) > 1:
             frames = h264_round_trip(frames)
         features.append(video_features(frames))
         labels.append(example.label)

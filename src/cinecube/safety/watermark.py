@@ -11,7 +11,9 @@ down to 4.6 pixels) and at least 2 on one of them: low enough to survive H.264 a
 resize, clear of the slowest variations of the picture. Each of the band's 108
 frequency bins holds two real "chips"; a keyed permutation gives 40 bins to the sync and 68
 to the coded payload, and keyed random signs scramble every chip. The same change goes to
-R, G and B, so only luma moves, and the PSNR of the embedding is TARGET_PSNR_DB.
+R, G and B, so only luma moves, and the PSNR of the embedding is TARGET_PSNR_DB (the output
+gate lowers it step by step for a clip whose payload a lossy file format would lose:
+safety/guard.py reads every file back before it publishes it).
 
 Two ways of embedding, chosen per clip:
 - spread spectrum (videos, large images): the tile is added, its amplitude following the
@@ -65,6 +67,10 @@ SPREAD_MIN_Z = 7.0
 QUANTIZED_GAINS = 1.02 ** np.arange(-18, 16)
 # Scales tried when detecting, besides 1: a frame resized by s has its tile resized by s.
 SEARCH_SCALES = (0.5, 0.75, 1 / 0.9)
+
+# Smallest frame the mark is reliable on: one whole tile. At 24x32 and 20x32 a shapes clip
+# lost the payload in half the trials even without compression; at 16x24 it always did.
+MIN_SIDE = TILE
 
 # The project's public key: anyone can verify cinecube's videos with it.
 DEFAULT_KEY = b"cinecube/watermark/v1"
@@ -294,8 +300,8 @@ def _texture_mask(luma: np.ndarray) -> np.ndarray:
     return np.clip((activity + 2.0) / (float(activity.mean()) + 2.0), 0.5, 3.0) ** MASK_POWER
 
 
-def _target_mse() -> float:
-    return 255.0 ** 2 * 10 ** (-TARGET_PSNR_DB / 10)
+def _target_mse(psnr_db: float = TARGET_PSNR_DB) -> float:
+    return 255.0 ** 2 * 10 ** (-psnr_db / 10)
 
 
 def _band_part(tile: np.ndarray) -> np.ndarray:
@@ -308,12 +314,13 @@ def _band_part(tile: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(np.where(keep, spectrum, 0)).real
 
 
-def _embed_spread(arr: np.ndarray, payload: WatermarkPayload, key: bytes) -> np.ndarray:
-    """Spread-spectrum mode: the keyed tile, shaped by texture, plus partial host cancelling."""
+def _embed_spread(arr: np.ndarray, payload: WatermarkPayload, key: bytes, psnr_db: float) -> np.ndarray:
+    """Spread-spectrum mode: the keyed tile, shaped by texture, plus partial host cancelling.
+    Detection reads only the phase of each bin, so any amplitude (``psnr_db``) is detected alike."""
     t, h, w, _ = arr.shape
     reps = (-(-h // TILE), -(-w // TILE))
     luma = _luma(arr)
-    target_mse = _target_mse()
+    target_mse = _target_mse(psnr_db)
     # Informed embedding: what the picture itself puts into the band, averaged the way the
     # detector averages, is partly cancelled so that it drowns the pattern less. For a long
     # or large clip this average is tiny and is cancelled fully.
@@ -362,14 +369,19 @@ def _embed_quantized(arr: np.ndarray, payload: WatermarkPayload, key: bytes) -> 
     return out
 
 
-def embed_watermark(frames: np.ndarray, payload: WatermarkPayload, key: bytes | None = None) -> np.ndarray:
+def embed_watermark(frames: np.ndarray, payload: WatermarkPayload, key: bytes | None = None,
+                    psnr_db: float = TARGET_PSNR_DB) -> np.ndarray:
     """Add the watermark for ``payload`` to every frame: (T, H, W, 3) uint8 -> same shape.
 
     A single image may be passed as (H, W, 3). Spread spectrum is used (the same keyed
     tile in every frame, shaped by texture) unless the picture's own content would drown
-    it (typically one small still image); then quantization mode is used. Either way the
-    PSNR is about TARGET_PSNR_DB.
+    it (typically one small still image); then quantization mode is used. Spread spectrum
+    is embedded at ``psnr_db`` (a lower PSNR is a stronger mark: the output gate lowers it
+    when a lossy file format would otherwise lose the payload); quantization mode always
+    uses the lattice step of TARGET_PSNR_DB, which its detector assumes.
     """
+    if not 20.0 <= psnr_db <= 60.0:
+        raise ValueError(f"psnr_db must be in [20, 60] dB, got {psnr_db}")
     arr = np.asarray(frames)
     single = arr.ndim == 3
     if single:
@@ -377,7 +389,7 @@ def embed_watermark(frames: np.ndarray, payload: WatermarkPayload, key: bytes | 
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {arr.dtype} {tuple(arr.shape)}")
     key = key or DEFAULT_KEY
-    out = _embed_spread(arr, payload, key)
+    out = _embed_spread(arr, payload, key, psnr_db)
     lay = _layout(key)
     whitened, scores = _sync_scores(_fold(_luma(out)), lay)
     bits, _ = _decode(_spread_chips(whitened, (0, 0), lay), lay)
