@@ -6,7 +6,10 @@ Marked clips: windows of the held-out real clips, shapes-world videos and pans o
 photos, at 32x32 (one frame), 64x64, 48x80, 128x128, 256x256 and 640x360, each with a
 random payload. Every attack is applied to every marked clip and the watermark is detected
 on the result; a clip counts as detected when the p-value is below P_THRESHOLD and the
-decoded payload is exactly the embedded one.
+decoded payload is exactly the embedded one. With --as-published each clip is marked the
+way the output gate publishes it: written to mp4 (png for a still) and read back, the mark
+strengthened from 40 dB down to 31 dB PSNR until the file, a CRF 23 re-encode and a 0.5x
+resize of it carry the payload (safety/guard.py); the attacks then start from that file.
 
 Attacks: lossless; H.264 (libx264, preset medium, yuv420p) at CRF 23 and 28; resize to half
 size and back (bicubic, antialiased); brightness x1.2 and x0.8 (clipped); crop 10 % (keep
@@ -31,7 +34,8 @@ import time
 import numpy as np
 
 from cinecube.safety import watermark as wm
-from cinecube.video_io import h264_round_trip
+from cinecube.safety.distortions import h264_round_trip, resize_half_and_back
+from cinecube.safety.distortions import resize as _resize
 
 SIZES = ((64, 64), (48, 80), (128, 128), (256, 256), (360, 640))  # (H, W) of marked clips
 
@@ -39,15 +43,6 @@ SIZES = ((64, 64), (48, 80), (128, 128), (256, 256), (360, 640))  # (H, W) of ma
 # --------------------------------------------------------------------------------------------
 # Clean content
 # --------------------------------------------------------------------------------------------
-
-
-def _resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(T, h, w, 3) uint8 -> (T, height, width, 3) with Pillow's antialiased bicubic."""
-    from PIL import Image
-
-    if frames.shape[1:3] == (height, width):
-        return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in frames])
 
 
 def _fit(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -134,11 +129,6 @@ def h264(frames: np.ndarray, crf: int) -> np.ndarray:
     return h264_round_trip(frames, crf)
 
 
-def resize_half_and_back(frames: np.ndarray) -> np.ndarray:
-    _, h, w, _ = frames.shape
-    return _resize(_resize(frames, max(1, h // 2), max(1, w // 2)), h, w)
-
-
 def brightness(frames: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(np.rint(frames.astype(np.float32) * factor), 0, 255).astype(np.uint8)
 
@@ -195,18 +185,37 @@ def marked_specs(n_clips: int) -> list[tuple[str, int, int, int]]:
     return specs
 
 
-def run_marked(source: CleanSource, n_clips: int, seed: int) -> dict:
+def _as_published(clip: np.ndarray, payload: wm.WatermarkPayload, folder: pathlib.Path) -> tuple[np.ndarray, float]:
+    """The frames of the file the output gate would publish (mp4 for videos, png for stills),
+    with its read-back strengthening of the mark, and the PSNR of the mark alone."""
+    from cinecube.safety.guard import write_watermarked
+    from cinecube.video_io import read_video
+
+    path = folder / ("clip.png" if len(clip) == 1 else "clip.mp4")
+    stage: dict = {}
+    marked = write_watermarked(clip, payload, path, 8.0, stage)
+    return read_video(path)[0], psnr(clip, marked)
+
+
+def run_marked(source: CleanSource, n_clips: int, seed: int, published: bool = False) -> dict:
+    import tempfile
+
     rng = np.random.default_rng(seed)
     rows = {name: {"detected": 0, "bit_accuracy": [], "p_values": []} for name in ATTACKS}
     psnrs, per_size, modes = [], {}, {}
     embed_s = detect_s = 0.0
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="cinecube-wm-"))
     for i, (kind, h, w, t) in enumerate(marked_specs(n_clips)):
         clip = source.sample(kind, rng, h, w, t)
         payload = wm.WatermarkPayload(int(rng.integers(1 << 16)), int(rng.integers(1 << 24)))
         start = time.perf_counter()
-        marked = wm.embed_watermark(clip, payload)
+        if published:
+            marked, mark_psnr = _as_published(clip, payload, folder)
+        else:
+            marked = wm.embed_watermark(clip, payload)
+            mark_psnr = psnr(clip, marked)
         embed_s += time.perf_counter() - start
-        psnrs.append(psnr(clip, marked))
+        psnrs.append(mark_psnr)
         truth = payload.to_bits()
         for name, attack in ATTACKS.items():
             attacked = attack(marked, rng)
@@ -333,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-keys", type=int, default=20,
                         help="other random keys tried on every unmarked sample (default 20)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--as-published", action="store_true",
+                        help="mark each clip as the output gate publishes it (written to mp4/png and read "
+                             "back, the mark strengthened for small clips) instead of at a fixed 40 dB")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -340,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     source = CleanSource()
     result = {
         "config": {"tile": wm.TILE, "band": wm.BAND, "sync_bins": wm.SYNC_BINS, "payload_bits": wm.PAYLOAD_BITS,
-                   "target_psnr_db": wm.TARGET_PSNR_DB, "p_threshold": wm.P_THRESHOLD, "seed": args.seed},
-        "marked": run_marked(source, args.clips, args.seed),
+                   "target_psnr_db": wm.TARGET_PSNR_DB, "p_threshold": wm.P_THRESHOLD, "seed": args.seed,
+                   "as_published": args.as_published},
+        "marked": run_marked(source, args.clips, args.seed, published=args.as_published),
         "clean": run_clean(source, args.clean, args.seed + 1, args.random_keys),
     }
     result["seconds"] = time.perf_counter() - start

@@ -90,7 +90,8 @@ def test_gate_strengthens_a_mark_the_file_would_lose(tmp_path, monkeypatch):
     detection = detect_watermark(read_video(out)[0])
     assert detection.detected and detection.payload == payload
     stage = next(s for s in _audit_records(audit)[-1]["stages"] if s["stage"] == "watermark")
-    assert stage["attempts"] >= 2 and stage["psnr_db"] < 39.0 and stage["read_back_p_value"] < 1e-5
+    assert stage["attempts"] >= 2 and stage["psnr_db"] < 39.0
+    assert set(stage["survives"]) == {"h264_crf23", "resize_half"}
 
 
 def test_a_mark_no_strength_keeps_blocks_the_output(tmp_path, monkeypatch):
