@@ -124,11 +124,6 @@ class CleanSource:
 # --------------------------------------------------------------------------------------------
 
 
-def h264(frames: np.ndarray, crf: int) -> np.ndarray:
-    """Round trip through libx264 (yuv420p, preset medium) in memory."""
-    return h264_round_trip(frames, crf)
-
-
 def brightness(frames: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(np.rint(frames.astype(np.float32) * factor), 0, 255).astype(np.uint8)
 
@@ -151,8 +146,8 @@ def drop_frames(frames: np.ndarray, rng: np.random.Generator, share: float = 0.2
 
 ATTACKS = {
     "none (lossless)": lambda f, rng: f,
-    "H.264 CRF 23": lambda f, rng: h264(f, 23),
-    "H.264 CRF 28": lambda f, rng: h264(f, 28),
+    "H.264 CRF 23": lambda f, rng: h264_round_trip(f, 23),
+    "H.264 CRF 28": lambda f, rng: h264_round_trip(f, 28),
     "resize 0.5 and back": lambda f, rng: resize_half_and_back(f),
     "brightness +20 %": lambda f, rng: brightness(f, 1.2),
     "brightness -20 %": lambda f, rng: brightness(f, 0.8),
@@ -204,7 +199,8 @@ def run_marked(source: CleanSource, n_clips: int, seed: int, published: bool = F
     rows = {name: {"detected": 0, "bit_accuracy": [], "p_values": []} for name in ATTACKS}
     psnrs, per_size, modes = [], {}, {}
     embed_s = detect_s = 0.0
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="cinecube-wm-"))
+    scratch = tempfile.TemporaryDirectory(prefix="cinecube-wm-")
+    folder = pathlib.Path(scratch.name)
     for i, (kind, h, w, t) in enumerate(marked_specs(n_clips)):
         clip = source.sample(kind, rng, h, w, t)
         payload = wm.WatermarkPayload(int(rng.integers(1 << 16)), int(rng.integers(1 << 24)))
@@ -231,6 +227,7 @@ def run_marked(source: CleanSource, n_clips: int, seed: int, published: bool = F
             if name == "none (lossless)":
                 modes.setdefault(f"{kind} {h}x{w}", []).append(det.mode)
         print(f"  marked {i + 1}/{n_clips} {kind} {h}x{w}x{t}: psnr {psnrs[-1]:.2f} dB", file=sys.stderr, flush=True)
+    scratch.cleanup()
     summary = {}
     for name, row in rows.items():
         summary[name] = {
@@ -265,7 +262,7 @@ def run_clean(source: CleanSource, n: int, seed: int, random_keys: int) -> dict:
     for i, (kind, h, w, t, attack) in enumerate(clean_specs(n)):
         clip = source.sample(kind, rng, h, w, t)
         if attack == "h264":
-            clip = h264(clip, 23)
+            clip = h264_round_trip(clip, 23)
         elif attack == "crop":
             clip = crop_center(clip, float(rng.uniform(0.7, 0.95)))
         folds = wm._folds(clip)  # what detect_watermark() computes first, shared by all keys

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CinecubeError
-from ..video_io import h264_round_trip
+from .distortions import h264_round_trip
 from .detector import FEATURE_NAMES, Detector, fit_logistic, roc_auc, video_features
 
 TRAIN_CLIPS = ("bikes", "vtest", "box", "bigbuckbunny")

@@ -136,11 +136,13 @@ WATERMARK_PSNR_STEPS_DB = (40.0, 37.0, 34.0, 31.0)
 SHARING_CRF = 23
 
 
-def _sharing_distortions(fps: float) -> dict[str, Any]:
+def _sharing_distortions(frames: int, fps: float) -> dict[str, Any]:
     from .distortions import h264_round_trip, resize_half_and_back
 
-    return {"h264_crf23": lambda v: h264_round_trip(v, SHARING_CRF, fps) if len(v) > 1 else v,
-            "resize_half": resize_half_and_back}
+    checks = {"resize_half": resize_half_and_back}
+    if frames > 1:
+        checks["h264_crf23"] = lambda video: h264_round_trip(video, SHARING_CRF, fps)
+    return checks
 
 
 def write_watermarked(frames: np.ndarray, payload, tmp: Path, fps: float, stage: dict[str, Any]) -> np.ndarray:
@@ -164,7 +166,7 @@ def write_watermarked(frames: np.ndarray, payload, tmp: Path, fps: float, stage:
         check = detect_watermark(video)
         return bool(check.detected and check.payload == payload)
 
-    distortions = _sharing_distortions(fps)
+    distortions = _sharing_distortions(len(frames), fps)
     best: tuple[int, np.ndarray, dict[str, Any]] | None = None   # (distortions survived, frames, record)
     for attempt, psnr_db in enumerate(WATERMARK_PSNR_STEPS_DB, start=1):
         marked = embed_watermark(frames, payload, psnr_db=psnr_db)
