@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from cinecube.autoencoder import (CausalVideoAutoencoder, PixelAutoencoder, _tiled, build_autoencoder,
-                                  frames_to_tensor, load_autoencoder, save_autoencoder, tensor_to_frames)
+                                  depth_to_space, frames_to_tensor, space_to_depth, load_autoencoder, save_autoencoder, tensor_to_frames)
 from cinecube.config import AUTOENCODER_PRESETS, AutoencoderConfig, ModelConfig
 from cinecube.data.shapes import ShapesWorld
 from cinecube.errors import CheckpointError, InvalidRequestError
@@ -16,16 +16,28 @@ from cinecube.train.autoencoder_loop import (AUTOENCODER_TRAIN_PRESETS, crop_to_
 from cinecube.train.checkpoint import checkpoint_dirs, save_checkpoint
 
 TINY = AUTOENCODER_PRESETS["tiny"]          # 4x temporal, 8x spatial, 8 latent channels
+# The same compression through a 2x2 space-to-depth stem and one level fewer (like "small").
+TINY_PATCHED = dataclasses.replace(TINY, patch_size=2, channel_multipliers=(1, 2, 4))
 
 
-def tiny_model(seed: int = 0) -> CausalVideoAutoencoder:
+def tiny_model(seed: int = 0, config: AutoencoderConfig = TINY) -> CausalVideoAutoencoder:
     torch.manual_seed(seed)
-    return CausalVideoAutoencoder(TINY).eval()
+    return CausalVideoAutoencoder(config).eval()
 
 
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
+@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED], ids=["full-resolution-stem", "patch-stem"])
+def model(request):
+    return tiny_model(config=request.param)
+
+
+def test_space_to_depth_folds_pixel_blocks_into_channels_and_back():
+    video = torch.arange(2 * 3 * 2 * 4 * 6, dtype=torch.float32).view(2, 3, 2, 4, 6)
+    folded = space_to_depth(video, 2)                                   # (2, 12, 2, 2, 3)
+    assert folded.shape == (2, 12, 2, 2, 3)
+    # Channel c*4 + dy*2 + dx of cell (i, j) is pixel (2i + dy, 2j + dx) of channel c.
+    assert folded[1, 2 * 4 + 1 * 2 + 0, 1, 1, 2] == video[1, 2, 1, 3, 4]
+    assert torch.equal(depth_to_space(folded, 2), video)
+    assert space_to_depth(video, 1) is video
 
 
 def random_video(frames: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -231,6 +243,10 @@ def test_inconsistent_configs_are_refused():
         CausalVideoAutoencoder(dataclasses.replace(TINY, temporal_factor=3))
     with pytest.raises(ValueError, match="norm_groups 3"):
         CausalVideoAutoencoder(dataclasses.replace(TINY, norm_groups=3))
+    with pytest.raises(ValueError, match="patch_size 2 and 4 channel multipliers"):
+        CausalVideoAutoencoder(dataclasses.replace(TINY, patch_size=2))          # would be 16x
+    with pytest.raises(ValueError, match="temporal_factor 8"):
+        CausalVideoAutoencoder(dataclasses.replace(TINY_PATCHED, temporal_factor=8))  # only 2 halvings
 
 
 def test_training_crops_clips_to_the_causal_layout():

@@ -10,6 +10,10 @@ and Wan causal VAEs) maps
 
     video (B, 3, 1 + k*tf, H, W) in [-1, 1]  <->  latent (B, C, 1 + k, H/s, W/s)
 
+With `patch_size` p > 1 the encoder starts by folding p x p pixel blocks into channels and
+the decoder ends by unfolding them (space-to-depth, as in LTX-Video's VAE), so the costly
+full-resolution convolutions are gone; s = p * 2 ** (levels - 1).
+
 Frame 0 becomes latent frame 0 on its own and every later group of tf frames one latent
 frame, so an image is a one-latent-frame video in the same latent space. Every convolution
 is causal in time (past-side padding; copies of frame 0 at the start) and every norm works
@@ -239,7 +243,8 @@ class Encoder(nn.Module):
         widths = [config.base_channels * m for m in config.channel_multipliers]
         temporal = _temporal_steps(config)
         groups = config.norm_groups
-        self.conv_in = CausalConv3d(3, widths[0])
+        self.patch = config.patch_size
+        self.conv_in = CausalConv3d(3 * self.patch ** 2, widths[0])
         blocks: list[nn.Module] = []
         channels = widths[0]
         for level, width in enumerate(widths):
@@ -254,7 +259,8 @@ class Encoder(nn.Module):
         self.conv_out = CausalConv3d(channels, 2 * config.latent_channels)
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
-        x = self.conv_in(x, cache)                                           # (B, C0, T, H, W)
+        x = space_to_depth(x, self.patch)                                    # (B, 3p^2, T, H/p, W/p)
+        x = self.conv_in(x, cache)                                           # (B, C0, T, H/p, W/p)
         for block in self.blocks:
             x = block(x, cache)
         return self.conv_out(F.silu(self.norm_out(x)), cache)                # (B, 2C, T', H', W')
@@ -281,13 +287,34 @@ class Decoder(nn.Module):
                 blocks.append(Upsample(channels, temporal[level - 1]))
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(groups, channels)
-        self.conv_out = CausalConv3d(channels, 3)
+        self.patch = config.patch_size
+        self.conv_out = CausalConv3d(channels, 3 * self.patch ** 2)
 
     def forward(self, z: Tensor, cache: CausalCache | None = None) -> Tensor:
         x = self.conv_in(z, cache)                                           # (B, Cmax, T', h, w)
         for block in self.blocks:
             x = block(x, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), cache)                # (B, 3, T, H, W)
+        x = self.conv_out(F.silu(self.norm_out(x)), cache)                   # (B, 3p^2, T, H/p, W/p)
+        return depth_to_space(x, self.patch)                                 # (B, 3, T, H, W)
+
+
+def space_to_depth(x: Tensor, p: int) -> Tensor:
+    """(B, C, T, H, W) -> (B, C*p*p, T, H/p, W/p): each p x p pixel block becomes channels."""
+    if p == 1:
+        return x
+    b, c, t, h, w = x.shape
+    x = x.view(b, c, t, h // p, p, w // p, p).permute(0, 1, 4, 6, 2, 3, 5)  # (B, C, p, p, T, H/p, W/p)
+    return x.reshape(b, c * p * p, t, h // p, w // p)
+
+
+def depth_to_space(x: Tensor, p: int) -> Tensor:
+    """(B, C*p*p, T, h, w) -> (B, C, T, h*p, w*p), the inverse of space_to_depth."""
+    if p == 1:
+        return x
+    b, cpp, t, h, w = x.shape
+    c = cpp // (p * p)
+    x = x.view(b, c, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)            # (B, C, T, h, p, w, p)
+    return x.reshape(b, c, t, h * p, w * p)
 
 
 @dataclass
@@ -317,11 +344,15 @@ def _check_config(config: AutoencoderConfig) -> None:
         raise ValueError(f"CausalVideoAutoencoder needs kind='causal3d', got {config.kind!r}")
     if levels < 1 or min(config.channel_multipliers) < 1 or config.base_channels < 1:
         raise ValueError("channel_multipliers and base_channels must be positive, with at least one level")
-    if s != 2 ** (levels - 1):
-        raise ValueError(f"spatial_factor {s} must be 2 ** (levels - 1) = {2 ** (levels - 1)} "
-                         f"for {levels} channel multipliers")
-    if tf < 1 or tf & (tf - 1) or tf > s:
-        raise ValueError(f"temporal_factor {tf} must be a power of two from 1 to spatial_factor {s}")
+    p = config.patch_size
+    if p < 1:
+        raise ValueError(f"patch_size must be at least 1, got {p}")
+    if s != p * 2 ** (levels - 1):
+        raise ValueError(f"spatial_factor {s} must be patch_size * 2 ** (levels - 1) = {p * 2 ** (levels - 1)} "
+                         f"for patch_size {p} and {levels} channel multipliers")
+    if tf < 1 or tf & (tf - 1) or tf > 2 ** (levels - 1):
+        raise ValueError(f"temporal_factor {tf} must be a power of two from 1 to 2 ** (levels - 1) = "
+                         f"{2 ** (levels - 1)} (one halving of time per spatial downsampling)")
     if config.latent_channels < 1 or config.blocks_per_level < 1:
         raise ValueError("latent_channels and blocks_per_level must be at least 1")
     for m in config.channel_multipliers:

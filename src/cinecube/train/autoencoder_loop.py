@@ -92,7 +92,9 @@ AUTOENCODER_TRAIN_PRESETS: dict[str, AutoencoderTrainConfig] = {
     "tiny": AutoencoderTrainConfig(steps=20, videos_per_step=2, lr=2e-3, warmup_steps=2, log_every=1,
                                    checkpoint_every=10, stats_steps=2, world_canvases=((32, 32),),
                                    world_frame_counts=(5,)),
-    "small": AutoencoderTrainConfig(steps=20000, videos_per_step=2, lr=3e-4),
+    "small": AutoencoderTrainConfig(steps=20000, videos_per_step=3, lr=6e-4, checkpoint_every=250,
+                                    world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
+                                    world_frame_counts=(1, 5, 9, 17)),
 }
 
 
