@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from cinecube.autoencoder import (CausalVideoAutoencoder, PixelAutoencoder, _tiled, build_autoencoder,
-                                  depth_to_space, frames_to_tensor, space_to_depth, load_autoencoder, save_autoencoder, tensor_to_frames)
+                                  depth_to_space, fit_linear_path, fold_blocks, frames_to_tensor,
+                                  load_autoencoder, save_autoencoder, space_to_depth, tensor_to_frames,
+                                  unfold_blocks)
 from cinecube.config import AUTOENCODER_PRESETS, AutoencoderConfig, ModelConfig
 from cinecube.data.shapes import ShapesWorld
 from cinecube.errors import CheckpointError, InvalidRequestError
@@ -25,9 +27,56 @@ def tiny_model(seed: int = 0, config: AutoencoderConfig = TINY) -> CausalVideoAu
     return CausalVideoAutoencoder(config).eval()
 
 
-@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED], ids=["full-resolution-stem", "patch-stem"])
+# And with the linear path beside the networks (like "small").
+TINY_LINEAR = dataclasses.replace(TINY_PATCHED, linear_path=True)
+
+
+@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED, TINY_LINEAR],
+                ids=["full-resolution-stem", "patch-stem", "linear-path"])
 def model(request):
     return tiny_model(config=request.param)
+
+
+def test_fold_blocks_follows_the_causal_layout_and_unfolds_exactly():
+    video = torch.randn(1, 3, 9, 16, 24, generator=torch.Generator().manual_seed(0))
+    blocks = fold_blocks(video, 4, 8, video_start=True)                 # (1, 768, 3, 2, 3)
+    assert blocks.shape == (1, 3 * 4 * 8 * 8, 3, 2, 3)
+    first = blocks[0, :, 0, 1, 2].view(3, 4, 8, 8)                      # latent frame 0, cell (1, 2)
+    assert torch.equal(first, video[0, :, :1, 8:16, 16:24].expand(-1, 4, -1, -1))   # frame 0, four times
+    second = blocks[0, :, 1, 0, 0].view(3, 4, 8, 8)
+    assert torch.equal(second, video[0, :, 1:5, :8, :8])
+    assert torch.equal(unfold_blocks(blocks, 4, 8, video_start=True), video)
+    later = fold_blocks(video[:, :, 1:], 4, 8, video_start=False)         # a later chunk: whole groups
+    assert torch.equal(later, blocks[:, :, 1:])
+    assert torch.equal(unfold_blocks(later, 4, 8, video_start=False), video[:, :, 1:])
+
+
+@torch.no_grad()
+def test_linear_path_starts_as_the_pca_of_its_training_clips():
+    clips = [shapes_video(9, 32, 48, index=i) for i in range(12)]
+    model = tiny_model(config=TINY_LINEAR)
+    with pytest.raises(ValueError, match="no linear path"):
+        fit_linear_path(tiny_model(), clips)
+    fit = fit_linear_path(model, clips)
+    assert fit["blocks"] == 12 * 3 * 4 * 6 and 0.5 < fit["explained"] <= 1.0
+    # The convolutional outputs are silent, so a round trip (unclamped) is the orthogonal
+    # projection of each pixel block onto the principal components: twice changes nothing more
+    # (after frame 0, which stands for a block of four copies of itself).
+    def round_trip(video):
+        return model.decoder(model.posterior(video).mean[None])[0]
+    once = round_trip(clips[0])
+    twice = round_trip(once)
+    torch.testing.assert_close(twice[:, 1:], once[:, 1:], rtol=1e-4, atol=1e-4)
+    error = (once - clips[0]).square().mean()
+    assert error < 0.5 * clips[0].var()                                # keeps most of the signal
+    # ...and the best such projection: a random basis of the same size does worse.
+    random_basis = torch.linalg.qr(torch.randn(768, 8, dtype=torch.float64))[0]
+    blocks = fold_blocks(clips[0][None].double(), 4, 8, True)
+    flat = blocks.permute(0, 2, 3, 4, 1).reshape(-1, 768)
+    mean = flat.mean(0)
+    random_error = ((flat - mean) - (flat - mean) @ random_basis @ random_basis.T).square().mean()
+    pca_error = (fold_blocks(once[None].double(), 4, 8, True) - blocks).square().mean()
+    assert pca_error < random_error
 
 
 def test_space_to_depth_folds_pixel_blocks_into_channels_and_back():
@@ -283,12 +332,13 @@ def test_smoke_training_lowers_the_reconstruction_loss(tmp_path):
         assert error(trained) < error(tiny_model(seed=train.seed))
 
 
-def test_resume_gives_exactly_the_same_weights(tmp_path):
+@pytest.mark.parametrize("config", [TINY, TINY_LINEAR], ids=["networks-only", "linear-path"])
+def test_resume_gives_exactly_the_same_weights(tmp_path, config):
     train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["tiny"], steps=4, checkpoint_every=2)
     source = fixed_clips(1)
-    train_autoencoder(TINY, train, tmp_path / "straight", videos=source, progress=False)
-    train_autoencoder(TINY, train, tmp_path / "resumed", videos=source, progress=False, stop_after=2)
-    train_autoencoder(TINY, train, tmp_path / "resumed", videos=source, progress=False, resume=True)
+    train_autoencoder(config, train, tmp_path / "straight", videos=source, progress=False)
+    train_autoencoder(config, train, tmp_path / "resumed", videos=source, progress=False, stop_after=2)
+    train_autoencoder(config, train, tmp_path / "resumed", videos=source, progress=False, resume=True)
     for name in ("model.safetensors", "training/raw.safetensors"):
         a = load_file(str(checkpoint_dirs(tmp_path / "straight")[-1] / name))
         b = load_file(str(checkpoint_dirs(tmp_path / "resumed")[-1] / name))
@@ -297,6 +347,22 @@ def test_resume_gives_exactly_the_same_weights(tmp_path):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_training_with_a_linear_path_starts_from_the_pca(tmp_path):
+    # Step 0's network is the PCA of the clips (fitted before the first step): its error is far
+    # below that of an unfitted network, and training goes on from there, not from scratch.
+    train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["tiny"], steps=4, checkpoint_every=4,
+                                linear_fit_steps=2)
+    source = fixed_clips()
+    train_autoencoder(TINY_LINEAR, train, tmp_path, videos=source, progress=False)
+    l1 = [json.loads(line)["l1"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    clip = frames_to_tensor(source(0)[0])
+    with torch.no_grad():
+        unfitted = tiny_model(seed=train.seed, config=TINY_LINEAR)
+        unfitted_l1 = (unfitted.decoder(unfitted.posterior(clip).mean[None])[0] - clip).abs().mean().item()
+    assert l1[0] < 0.5 * unfitted_l1
+    assert l1[0] < 0.3
 
 
 # ------------------------------------------------------------------------------- pixel autoencoder

@@ -257,13 +257,23 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(groups, channels)
         self.conv_out = CausalConv3d(channels, 2 * config.latent_channels)
+        self.tf, self.s = config.temporal_factor, config.spatial_factor
+        # pixel block (3*tf*s*s values) -> latent mean (C), see AutoencoderConfig.linear_path
+        self.linear_path = (nn.Conv3d(3 * self.tf * self.s ** 2, config.latent_channels, 1)
+                            if config.linear_path else None)
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
+        video = x
         x = space_to_depth(x, self.patch)                                    # (B, 3p^2, T, H/p, W/p)
         x = self.conv_in(x, cache)                                           # (B, C0, T, H/p, W/p)
         for block in self.blocks:
             x = block(x, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), cache)                # (B, 2C, T', H', W')
+        moments = self.conv_out(F.silu(self.norm_out(x)), cache)            # (B, 2C, T', H', W')
+        if self.linear_path is not None:
+            start = _video_start(self.linear_path, cache)
+            mean = self.linear_path(fold_blocks(video, self.tf, self.s, start))   # (B, C, T', H', W')
+            moments = moments + torch.cat([mean, torch.zeros_like(mean)], dim=1)
+        return moments
 
 
 class Decoder(nn.Module):
@@ -289,13 +299,98 @@ class Decoder(nn.Module):
         self.norm_out = FrameGroupNorm(groups, channels)
         self.patch = config.patch_size
         self.conv_out = CausalConv3d(channels, 3 * self.patch ** 2)
+        self.tf, self.s = config.temporal_factor, config.spatial_factor
+        # latent (C) -> pixel block (3*tf*s*s values), see AutoencoderConfig.linear_path
+        self.linear_path = (nn.Conv3d(config.latent_channels, 3 * self.tf * self.s ** 2, 1)
+                            if config.linear_path else None)
 
     def forward(self, z: Tensor, cache: CausalCache | None = None) -> Tensor:
+        start = self.linear_path is not None and _video_start(self.linear_path, cache)
         x = self.conv_in(z, cache)                                           # (B, Cmax, T', h, w)
         for block in self.blocks:
             x = block(x, cache)
         x = self.conv_out(F.silu(self.norm_out(x)), cache)                   # (B, 3p^2, T, H/p, W/p)
-        return depth_to_space(x, self.patch)                                 # (B, 3, T, H, W)
+        video = depth_to_space(x, self.patch)                                # (B, 3, T, H, W)
+        if self.linear_path is not None:
+            video = video + unfold_blocks(self.linear_path(z), self.tf, self.s, start)
+        return video
+
+
+def _video_start(module: nn.Module, cache: CausalCache | None) -> bool:
+    """Whether this call sees the start of a video (no cache, or `module` not yet in it); marks it seen."""
+    if cache is None:
+        return True
+    if module in cache:
+        return False
+    cache[module] = torch.empty(0)
+    return True
+
+
+def fold_blocks(video: Tensor, tf: int, s: int, video_start: bool) -> Tensor:
+    """(B, 3, T, H, W) -> (B, 3*tf*s*s, T', H/s, W/s): each latent cell's pixels as one vector.
+
+    At the start of a video frame 0 stands for a whole block on its own (tf copies of it), as
+    in the causal layout; later frames come in whole groups of tf.
+    """
+    if video_start:
+        video = torch.cat([video[:, :, :1].expand(-1, -1, tf - 1, -1, -1), video], dim=2)
+    b, c, t, h, w = video.shape
+    x = video.reshape(b, c, t // tf, tf, h // s, s, w // s, s)
+    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)                                   # (B, 3, tf, s, s, T', H/s, W/s)
+    return x.reshape(b, c * tf * s * s, t // tf, h // s, w // s)
+
+
+def unfold_blocks(blocks: Tensor, tf: int, s: int, video_start: bool) -> Tensor:
+    """(B, 3*tf*s*s, T', h, w) -> (B, 3, T, h*s, w*s), the inverse of fold_blocks (frame 0 is
+    the last frame of the first block)."""
+    b, n, t, h, w = blocks.shape
+    c = n // (tf * s * s)
+    x = blocks.reshape(b, c, tf, s, s, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)   # (B, 3, T', tf, h, s, w, s)
+    video = x.reshape(b, c, t * tf, h * s, w * s)
+    return video[:, :, tf - 1:] if video_start else video
+
+
+@torch.no_grad()
+def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor]) -> dict[str, float]:
+    """Set the linear path to the principal components of the pixel blocks of `videos`
+    ((3, T, H, W) in [-1, 1], on the grid), and zero the convolutional outputs, so that the
+    autoencoder starts as the best linear code of its size (PCA) and learns corrections to it.
+
+    Returns {"blocks": how many blocks were used, "explained": the share of the variance the
+    latent channels keep}.
+    """
+    encoder, decoder = model.encoder, model.decoder
+    if encoder.linear_path is None:
+        raise ValueError("this autoencoder has no linear path (AutoencoderConfig.linear_path=False)")
+    c = model.config.latent_channels
+    total, outer, count = None, None, 0
+    for video in videos:
+        x, _ = model._video_batch(video)
+        blocks = fold_blocks(x.double(), encoder.tf, encoder.s, True)      # (B, N, T', h, w)
+        flat = blocks.permute(0, 2, 3, 4, 1).reshape(-1, blocks.shape[1])   # (cells, N)
+        total = flat.sum(0) if total is None else total + flat.sum(0)
+        outer = flat.T @ flat if outer is None else outer + flat.T @ flat
+        count += flat.shape[0]
+    if not count:
+        raise ValueError("fit_linear_path needs at least one video")
+    mean = total / count                                                   # (N,)
+    covariance = outer / count - torch.outer(mean, mean)
+    values, vectors = torch.linalg.eigh(covariance)                        # ascending
+    basis = vectors[:, values.argsort(descending=True)[:c]]                # (N, C), orthonormal
+    explained = float(values.sort(descending=True).values[:c].sum() / values.sum())
+    dtype = encoder.linear_path.weight.dtype
+    encoder.linear_path.weight.copy_(basis.T.reshape(c, -1, 1, 1, 1).to(dtype))
+    encoder.linear_path.bias.copy_((-basis.T @ mean).to(dtype))
+    decoder.linear_path.weight.copy_(basis.reshape(-1, c, 1, 1, 1).to(dtype))
+    decoder.linear_path.bias.copy_(mean.to(dtype))
+    # The networks start silent: mean from the linear path only, a tiny posterior variance
+    # (exp(-8) ~ 3e-4) so sampling does not drown the weaker components, no decoder correction.
+    encoder.conv_out.weight.zero_()
+    encoder.conv_out.bias.zero_()
+    encoder.conv_out.bias[c:] = -8.0
+    decoder.conv_out.weight.zero_()
+    decoder.conv_out.bias.zero_()
+    return {"blocks": count, "explained": explained}
 
 
 def space_to_depth(x: Tensor, p: int) -> Tensor:

@@ -54,6 +54,11 @@ class AutoencoderConfig:
     # patch_size block of pixels into channels and the decoder unfolds its output the same
     # way, so no convolution runs at full resolution. spatial_factor = patch_size * 2 ** (levels - 1).
     patch_size: int = 1
+    # A linear path beside the convolutional one (in the spirit of DC-AE's space-to-channel
+    # shortcuts): each tf x s x s block of pixels maps linearly to the latent cell's mean and
+    # back, and the networks add residual corrections. Initialised from a PCA of the training
+    # clips (`fit_linear_path`), training starts from the best linear code instead of noise.
+    linear_path: bool = False
     channel_multipliers: tuple[int, ...] = (1, 2, 4, 4)
     blocks_per_level: int = 2      # residual blocks per encoder level (the decoder has one more)
     norm_groups: int = 32          # GroupNorm groups; must divide every level's width
@@ -209,7 +214,7 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
     # full-resolution design (base 32, levels 1/2/4/4, 10.5 M parameters).
     "small": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
                                patch_size=2, base_channels=48, channel_multipliers=(1, 2, 4),
-                               blocks_per_level=1, norm_groups=8),
+                               blocks_per_level=1, norm_groups=8, linear_path=True),
     "base": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8),
 }
 

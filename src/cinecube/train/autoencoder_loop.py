@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..autoencoder import CausalVideoAutoencoder, DiagonalGaussian, frames_to_tensor
+from ..autoencoder import CausalVideoAutoencoder, DiagonalGaussian, fit_linear_path, frames_to_tensor
 from ..config import AutoencoderConfig, ModelConfig
 from ..errors import CheckpointError, CinecubeError
 from .loop import learning_rate, update_ema
@@ -67,6 +67,7 @@ class AutoencoderTrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     stats_steps: int = 4             # the videos of this many steps estimate the latent statistics
+    linear_fit_steps: int = 32       # a linear path (if the config has one) starts as the PCA of these steps' videos
     # The default (shapes world) source: canvases (height, width) and frame counts drawn from.
     world_canvases: tuple[tuple[int, int], ...] = ((64, 64), (48, 80), (80, 48), (32, 32))
     world_frame_counts: tuple[int, ...] = (1, 5, 9, 17)
@@ -193,6 +194,12 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
     model_config = ModelConfig(autoencoder=config)
 
     step = 0
+    if config.linear_path and not existing:
+        fit = fit_linear_path(model, (frames_to_tensor(crop_to_layout(v, tf, s)).to(dev)
+                                      for k in range(train.linear_fit_steps) for v in source(k)))
+        ema.load_state_dict(model.state_dict())
+        tqdm.write(f"linear path: PCA of {fit['blocks']} pixel blocks keeps {100 * fit['explained']:.2f} % "
+                   "of their variance", file=sys.stderr)
     if existing:
         latest = existing[-1]
         saved = json.loads((latest / "config.json").read_text())
