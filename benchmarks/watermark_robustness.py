@@ -265,13 +265,13 @@ def run_clean(source: CleanSource, n: int, seed: int, random_keys: int) -> dict:
             clip = h264_round_trip(clip, 23)
         elif attack == "crop":
             clip = crop_center(clip, float(rng.uniform(0.7, 0.95)))
-        folds = wm._folds(clip)  # what detect_watermark() computes first, shared by all keys
-        det = wm._detect_folded(folds, wm.DEFAULT_KEY, len(clip))
+        means = wm._means(clip)  # what detect_watermark() computes first, shared by all keys
+        det = wm._detect_means(means, wm.DEFAULT_KEY, len(clip))
         p_values.append(det.p_value)
         flagged += det.detected
         crc_passes += det.payload is not None
         for _ in range(random_keys):  # the same content under other keys
-            other = wm._detect_folded(folds, rng.bytes(16), len(clip))
+            other = wm._detect_means(means, rng.bytes(16), len(clip))
             random_key_p.append(other.p_value)
             random_key_flagged += other.detected
             random_key_crc += other.payload is not None

@@ -172,8 +172,8 @@ def test_wrong_key_does_not_detect():
 def test_null_p_values_are_conservative_over_keys():
     """On clean content, p-values under many random keys are no smaller than uniform."""
     rng = np.random.default_rng(0)
-    folds = wm._folds(_textured(8, 96, 96, seed=9))
-    p = np.array([wm._detect_folded(folds, rng.bytes(8), 8).p_value for _ in range(300)])
+    means = wm._means(_textured(8, 96, 96, seed=9))
+    p = np.array([wm._detect_means(means, rng.bytes(8), 8).p_value for _ in range(300)])
     assert np.mean(p < 0.1) <= 0.1 + 3 * math.sqrt(0.1 * 0.9 / 300)
     assert np.mean(p < 0.01) <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / 300)
 
@@ -183,3 +183,86 @@ def test_rejects_bad_frames():
         embed_watermark(np.zeros((2, 8, 8), dtype=np.uint8), PAYLOAD)
     with pytest.raises(ValueError):
         detect_watermark(np.zeros((1, 8, 8, 3), dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# Small frames: the low-band layout
+# --------------------------------------------------------------------------------------------
+
+
+def _real(height: int, width: int, frames: int = 16, start: int = 0, name: str = "carphone") -> np.ndarray:
+    """A window of a held-out real clip, centre-cropped to the aspect ratio and resized."""
+    from cinecube.data.assets import real_clip_paths
+    from cinecube.safety.distortions import resize
+    from cinecube.video_io import read_video
+
+    video, _ = read_video(real_clip_paths([name])[name])
+    video = video[start:start + frames]
+    _, h, w, _ = video.shape
+    keep = min(w, round(h * width / height))
+    video = video[:, :, (w - keep) // 2:(w - keep) // 2 + keep]
+    return resize(video, height, width)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (64, 64), (48, 64), (64, 40), (33, 47)])
+def test_low_band_layout_stays_below_an_eighth_of_the_sampling_rate(shape):
+    u, v = wm._band_bins(shape)
+    assert u.size == wm.BAND_BINS and len(set(zip(u.tolist(), v.tolist()))) == wm.BAND_BINS
+    cycles = np.maximum(np.abs(u) / shape[0], np.abs(v) / shape[1])  # per pixel
+    assert cycles.min() >= wm.BAND_LOWEST
+    if shape == (32, 32):  # the tiled layout: max(|u|, |v|) in [2, 7], as before
+        assert set(np.maximum(np.abs(u), np.abs(v)).tolist()) == set(range(2, wm.BAND + 1))
+    if min(shape) >= 48:  # room for the whole band below 1/8 cycle per pixel (+1 bin's rounding)
+        assert cycles.max() <= 1 / 8 + 1 / min(shape)
+    assert wm._low_shape(*shape) == shape and wm._low_shape(200, 90) == (64, 64)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80)])
+def test_small_real_clip_survives_resize_half_and_brightness(shape):
+    """Small real footage drowns spread spectrum, so it is marked in quantization mode; in the
+    low-band layout that survives a 0.5x resize and back, and a brightness change with clipping."""
+    from cinecube.safety.distortions import resize_half_and_back
+
+    clip = _real(*shape)
+    marked = embed_watermark(clip, PAYLOAD)
+    assert _psnr(clip, marked) > PSNR_FLOOR_DB
+    det = detect_watermark(marked)
+    assert det.detected and det.payload == PAYLOAD and det.mode == "quantized" and det.tile == (shape[0], 64)
+    attacked = {"resize": resize_half_and_back(marked),
+                "brighter": np.clip(np.rint(marked * 1.2), 0, 255).astype(np.uint8),
+                "darker": np.clip(np.rint(marked * 0.8), 0, 255).astype(np.uint8)}
+    assert (attacked["brighter"] == 255).any()  # some values clip
+    for name, frames in attacked.items():
+        det = detect_watermark(frames)
+        assert det.detected and det.payload == PAYLOAD, (name, det)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80)])
+def test_small_spread_clip_survives_resize_half(shape):
+    clip = _shapes(11, *shape, 16)
+    marked = embed_watermark(clip, PAYLOAD, psnr_db=34.0)
+    from cinecube.safety.distortions import resize_half_and_back
+
+    det = detect_watermark(resize_half_and_back(marked))
+    assert det.detected and det.payload == PAYLOAD, det
+
+
+def test_small_clean_clips_are_not_detected():
+    from cinecube.safety.distortions import resize_half_and_back
+
+    for clip in (_real(64, 64), _real(48, 80, start=40), _real(64, 64, name="tree"), _shapes(12, 48, 80, 16)):
+        for frames in (clip, resize_half_and_back(clip), clip[:1]):
+            det = detect_watermark(frames)
+            assert not det.detected and det.p_value > 1e-3, det
+
+
+def test_null_p_values_are_conservative_on_small_real_clips():
+    """The quantization search over blurs and gains and the low-band layout keep the bound."""
+    rng = np.random.default_rng(1)
+    p = []
+    for clip in (_real(64, 64), _real(48, 80, start=20)):
+        means = wm._means(clip)
+        p += [wm._detect_means(means, rng.bytes(8), len(clip)).p_value for _ in range(150)]
+    p = np.array(p)
+    assert np.mean(p < 0.1) <= 0.1 + 3 * math.sqrt(0.1 * 0.9 / p.size)
+    assert np.mean(p < 0.01) <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / p.size)
