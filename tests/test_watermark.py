@@ -204,17 +204,24 @@ def _real(height: int, width: int, frames: int = 16, start: int = 0, name: str =
     return resize(video, height, width)
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (64, 64), (48, 64), (64, 40), (33, 47)])
+@pytest.mark.parametrize("shape", [(32, 32), (64, 64), (48, 64), (64, 40), (33, 47), (35, 35)])
 def test_low_band_layout_stays_below_an_eighth_of_the_sampling_rate(shape):
     u, v = wm._band_bins(shape)
     assert u.size == wm.BAND_BINS and len(set(zip(u.tolist(), v.tolist()))) == wm.BAND_BINS
     cycles = np.maximum(np.abs(u) / shape[0], np.abs(v) / shape[1])  # per pixel
-    assert cycles.min() >= wm.BAND_LOWEST
+    assert cycles.min() >= wm.BAND_LOWEST and cycles.max() < 0.25
     if shape == (32, 32):  # the tiled layout: max(|u|, |v|) in [2, 7], as before
         assert set(np.maximum(np.abs(u), np.abs(v)).tolist()) == set(range(2, wm.BAND + 1))
     if min(shape) >= 48:  # room for the whole band below 1/8 cycle per pixel (+1 bin's rounding)
         assert cycles.max() <= 1 / 8 + 1 / min(shape)
     assert wm._low_shape(*shape) == shape and wm._low_shape(200, 90) == (64, 64)
+
+
+def test_every_frame_size_from_32_has_a_low_band_layout():
+    for h in range(32, 65):
+        for w in range(32, 65):
+            u, v = wm._band_bins((h, w))
+            assert u.size == wm.BAND_BINS and (np.abs(u) < h / 2).all() and (v < w / 2).all()
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (48, 80)])

@@ -260,8 +260,8 @@ def _band_bins(shape: tuple[int, int] = (TILE, TILE)) -> tuple[np.ndarray, np.nd
     tile the same (u, v), which are the same physical frequencies halved; a 48x64 tile gets
     its own. Returned in a fixed order (column frequency, then row frequency)."""
     th, tw = shape
-    bins = [(u, v) for v in range(0, tw // 4) for u in range(-(th // 4) + 1, th // 4)
-            if (v > 0 or u > 0) and max(abs(u) / th, abs(v) / tw) >= BAND_LOWEST]
+    bins = [(u, v) for v in range(0, (tw + 1) // 2) for u in range(-((th - 1) // 2), (th + 1) // 2)
+            if (v > 0 or u > 0) and max(abs(u) / th, abs(v) / tw) >= BAND_LOWEST]  # below Nyquist
     if len(bins) < BAND_BINS:
         raise ValueError(f"a {th}x{tw} tile has too few low-frequency bins for the watermark")
     freq = np.array([max(abs(u) / th, abs(v) / tw) for u, v in bins])
