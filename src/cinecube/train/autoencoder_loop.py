@@ -68,6 +68,7 @@ class AutoencoderTrainConfig:
     keep_checkpoints: int = 3
     stats_steps: int = 4             # the videos of this many steps estimate the latent statistics
     linear_fit_steps: int = 32       # a linear path (if the config has one) starts as the PCA of these steps' videos
+    linear_path_lr_scale: float = 0.01   # the linear path learns at this fraction of lr (0 keeps the PCA)
     # The default (shapes world) source: canvases (height, width) and frame counts drawn from.
     world_canvases: tuple[tuple[int, int], ...] = ((64, 64), (48, 80), (80, 48), (32, 32))
     world_frame_counts: tuple[int, ...] = (1, 5, 9, 17)
@@ -189,8 +190,14 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
     model = CausalVideoAutoencoder(config).to(dev)
     ema = CausalVideoAutoencoder(config).to(dev).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas,
-                                  weight_decay=train.weight_decay)
+    # Adam moves every weight by ~lr a step whatever its size; the linear path's PCA weights
+    # (~1/sqrt(3*tf*s*s) each) would be scrambled at the networks' rate, so they get a fraction.
+    linear = [p for name, p in model.named_parameters() if ".linear_path." in name]
+    networks = [p for name, p in model.named_parameters() if ".linear_path." not in name]
+    groups = [{"params": networks, "lr_scale": 1.0}]
+    if linear:
+        groups.append({"params": linear, "lr_scale": train.linear_path_lr_scale, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
     model_config = ModelConfig(autoencoder=config)
 
     step = 0
@@ -247,7 +254,7 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
                 continue
             bad_steps = 0
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, train)
+                group["lr"] = learning_rate(step, train) * group["lr_scale"]
             optimizer.step()
             update_ema(ema, model, step, train.ema_decay)
             step += 1
