@@ -128,9 +128,8 @@ def _signing_identity(settings: SafetySettings):
 
 
 # Spread-spectrum strengths tried in turn, as the PSNR of the embedding. 40 dB is the
-# default; small clips need more: at 64x64x16 (shapes world, 24 clips) the file as written
-# (H.264 CRF 17) kept the payload of 92 % of clips at 40 dB and 100 % from 34 dB; a CRF 23
-# re-encode 62 % at 40 dB, 88 % at 34 dB, 96 % at 31 dB; a 0.5x resize and back 79, 92, 96 %.
+# default; some small clips need more (docs/watermark-robustness-published.json records the
+# PSNR the gate ended at; quantization mode, which most small real clips use, has one strength).
 WATERMARK_PSNR_STEPS_DB = (40.0, 37.0, 34.0, 31.0)
 # The re-encode a shared video is expected to survive (videos only; a still is not H.264).
 SHARING_CRF = 23
