@@ -14,6 +14,7 @@ from cinecube.autoencoder import (Autoencoder, CausalVideoAutoencoder, PixelAuto
 from cinecube.config import AUTOENCODER_PRESETS, AutoencoderConfig
 from cinecube.errors import CheckpointError, InvalidRequestError
 from cinecube.evaluate.autoencoder import evaluate_autoencoder, pad_to_grid, psnr, side_by_side, ssim
+from cinecube.pipeline import default_autoencoder_dir, default_model_dir
 from cinecube.video_io import read_video, video_info, write_video
 
 
@@ -155,11 +156,12 @@ def test_reconstruct_keeps_size_and_frame_rate(tmp_path, tiny_autoencoder, capsy
     source = tmp_path / "odd.mp4"
     write_video(source, _textured(7, 37, 53), fps=12)                 # odd sizes, 7 frames
     folder = save_autoencoder(tmp_path / "ae", tiny_autoencoder)
-    for output, autoencoder in ((tmp_path / "same.mp4", None), (tmp_path / "tiny.mp4", folder)):
-        argv = ["reconstruct", str(source), "-o", str(output)]
-        if autoencoder is not None:
-            argv += ["--autoencoder", str(autoencoder)]
-        assert cli.main(argv) == 0
+    cases = [(tmp_path / "same.mp4", ["--model", str(default_model_dir())]),     # pixel space: identity
+             (tmp_path / "tiny.mp4", ["--autoencoder", str(folder)])]
+    if (default_autoencoder_dir() / "model.safetensors").exists():
+        cases.append((tmp_path / "bundled.mp4", []))                             # the default
+    for output, extra in cases:
+        assert cli.main(["reconstruct", str(source), "-o", str(output), *extra]) == 0
         info = video_info(output)
         assert (info["frames"], info["height"], info["width"]) == (7, 37, 53)
         assert info["fps"] == pytest.approx(12)

@@ -47,6 +47,11 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("cinecube") / "weights" / "default"))
 
 
+def default_autoencoder_dir() -> Path:
+    """The bundled video autoencoder shipped inside the package (for `reconstruct`, latents)."""
+    return Path(str(resources.files("cinecube") / "weights" / "autoencoder"))
+
+
 @dataclass
 class GeneratedVideo:
     frames: np.ndarray            # (T, H, W, 3) uint8

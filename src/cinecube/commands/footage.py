@@ -64,11 +64,15 @@ def _autoencoder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--autoencoder", default=None,
                        help="autoencoder checkpoint folder (save_autoencoder) or autoencoder run folder")
     group.add_argument("--model", default=None,
-                       help="use this model's autoencoder (default: the bundled model's)")
+                       help="use this model's autoencoder (default: the bundled model's, or the bundled "
+                            "autoencoder when that model works on pixels)")
 
 
 def load_command_autoencoder(autoencoder: str | None, model: str | None):
-    """(autoencoder, one-line description). A pixel autoencoder is the identity map."""
+    """(autoencoder, one-line description). A pixel autoencoder is the identity map.
+
+    With neither given: the bundled model's autoencoder, or, when that model works on pixels,
+    the bundled autoencoder (weights/autoencoder) if the package ships one."""
     from ..autoencoder import PixelAutoencoder, load_autoencoder
     from ..train.checkpoint import load_checkpoint
 
@@ -76,8 +80,12 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
         ae = load_autoencoder(autoencoder)
         return ae, f"causal3d autoencoder from {autoencoder}"
     if model is None:
-        from ..pipeline import default_model_dir
+        from ..pipeline import default_autoencoder_dir, default_model_dir
         model_path, label = default_model_dir(), "the bundled model"
+        bundled = default_autoencoder_dir()
+        if (load_checkpoint(model_path).model_config.autoencoder.kind == "pixel"
+                and (bundled / "model.safetensors").exists()):
+            return load_autoencoder(bundled), "the bundled causal3d autoencoder"
     else:
         model_path, label = Path(model), model
     checkpoint = load_checkpoint(model_path)
