@@ -69,12 +69,12 @@ def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=cmd_cache_latents)
 
 
-def _source_for(spec: dict, train):
+def _source_for(spec: dict, train, canvases=None):
     from ..data.corpus import corpus_source
 
     if spec.get("corpus"):
         return corpus_source(train, folder=spec["corpus"])
-    return corpus_source(train, worlds=tuple(spec["worlds"]))
+    return corpus_source(train, worlds=tuple(spec["worlds"]), canvases=canvases or None)
 
 
 def cmd_train_autoencoder(args: argparse.Namespace) -> int:
@@ -122,8 +122,9 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
 
         plot_loss_curve(out / "metrics.jsonl", out / "loss.png", ylabel="L1 + edge + KL loss")
 
-    result = train_autoencoder(config, train, out, videos=source, resume=args.resume, device=args.device,
-                               progress=True, on_checkpoint=on_checkpoint)
+    fit_source = _source_for(spec, train, canvases=train.linear_fit_canvases)
+    result = train_autoencoder(config, train, out, videos=source, fit_videos=fit_source, resume=args.resume,
+                               device=args.device, progress=True, on_checkpoint=on_checkpoint)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
     print(f"trained to step {result.step} ({losses}); run folder {result.run_dir}")
     return 0

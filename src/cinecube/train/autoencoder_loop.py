@@ -68,6 +68,9 @@ class AutoencoderTrainConfig:
     keep_checkpoints: int = 3
     stats_steps: int = 4             # the videos of this many steps estimate the latent statistics
     linear_fit_steps: int = 32       # a linear path (if the config has one) starts as the PCA of these steps' videos
+    # ...drawn at these canvases (empty: the training canvases). Larger windows of the photos
+    # have the statistics of full-size footage; the PCA costs little even at 256x256.
+    linear_fit_canvases: tuple[tuple[int, int], ...] = ()
     linear_path_lr_scale: float = 0.01   # the linear path learns at this fraction of lr (0 keeps the PCA)
     # The default (shapes world) source: canvases (height, width) and frame counts drawn from.
     world_canvases: tuple[tuple[int, int], ...] = ((64, 64), (48, 80), (80, 48), (32, 32))
@@ -96,7 +99,8 @@ AUTOENCODER_TRAIN_PRESETS: dict[str, AutoencoderTrainConfig] = {
                                    world_frame_counts=(5,)),
     "small": AutoencoderTrainConfig(steps=20000, videos_per_step=3, lr=6e-4, checkpoint_every=250,
                                     world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
-                                    world_frame_counts=(1, 5, 9, 17)),
+                                    world_frame_counts=(1, 5, 9, 17),
+                                    linear_fit_canvases=((256, 256), (192, 320), (96, 96))),
 }
 
 
@@ -168,13 +172,15 @@ def autoencoder_losses(reconstruction: Tensor, target: Tensor, posterior: Diagon
 
 
 def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, run_dir: str | Path, *,
-                      videos: VideoSource | None = None, resume: bool = False, device: str | None = None,
+                      videos: VideoSource | None = None, fit_videos: VideoSource | None = None,
+                      resume: bool = False, device: str | None = None,
                       progress: bool = True, stop_after: int | None = None,
                       extra_loss: ExtraLoss | None = None,
                       on_checkpoint: Callable[[int, CausalVideoAutoencoder], None] | None = None
                       ) -> AutoencoderTrainResult:
     """Train (or resume) an autoencoder run in `run_dir`; `stop_after` ends early at that step.
 
+    `fit_videos` (default: `videos`) are what a linear path's PCA is fitted on before step 1.
     `on_checkpoint(step, ema)` runs after each checkpoint is written (sample reconstructions,
     plots); it must not change the weights."""
     run_dir = Path(run_dir)
@@ -203,7 +209,7 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
     step = 0
     if config.linear_path and not existing:
         fit = fit_linear_path(model, (frames_to_tensor(crop_to_layout(v, tf, s)).to(dev)
-                                      for k in range(train.linear_fit_steps) for v in source(k)))
+                                      for k in range(train.linear_fit_steps) for v in (fit_videos or source)(k)))
         ema.load_state_dict(model.state_dict())
         tqdm.write(f"linear path: PCA of {fit['blocks']} pixel blocks keeps {100 * fit['explained']:.2f} % "
                    "of their variance", file=sys.stderr)
