@@ -212,7 +212,8 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
                                       for k in range(train.linear_fit_steps) for v in (fit_videos or source)(k)))
         ema.load_state_dict(model.state_dict())
         tqdm.write(f"linear path: PCA of {fit['blocks']} pixel blocks keeps {100 * fit['explained']:.2f} % "
-                   "of their variance", file=sys.stderr)
+                   f"of their variance; decoder fit: MSE {fit['mse']:.5f} (PCA alone {fit['pca_mse']:.5f})",
+                   file=sys.stderr)
     if existing:
         latest = existing[-1]
         saved = json.loads((latest / "config.json").read_text())
