@@ -31,8 +31,12 @@ def tiny_model(seed: int = 0, config: AutoencoderConfig = TINY) -> CausalVideoAu
 TINY_LINEAR = dataclasses.replace(TINY_PATCHED, linear_path=True)
 
 
-@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED, TINY_LINEAR],
-                ids=["full-resolution-stem", "patch-stem", "linear-path"])
+# The linear code alone (like the bundled "linear" preset).
+LINEAR_ONLY = dataclasses.replace(TINY, linear_path=True, networks=False)
+
+
+@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED, TINY_LINEAR, LINEAR_ONLY],
+                ids=["full-resolution-stem", "patch-stem", "linear-path", "linear-only"])
 def model(request):
     return tiny_model(config=request.param)
 
@@ -128,7 +132,12 @@ def test_encoder_is_causal(model):
     changed[:, 6] = -changed[:, 6]                     # frame 6 belongs to latent frame 2 (frames 5..8)
     a, b = model.encode(video, chunk=None), model.encode(changed, chunk=None)
     assert torch.equal(a[:, :2], b[:, :2])
-    assert (a[:, 2:] - b[:, 2:]).abs().amax(dim=(0, 2, 3)).min() > 1e-4   # every later latent frame moves
+    # Latent frame 2 moves, and with networks (whose convolutions look back) every later one;
+    # a linear code alone is a block code: its later frames stay put.
+    later = None if model.config.networks else 3
+    assert (a[:, 2:later] - b[:, 2:later]).abs().amax(dim=(0, 2, 3)).min() > 1e-4
+    if not model.config.networks:
+        assert torch.equal(a[:, 3:], b[:, 3:])
 
 
 @torch.no_grad()
@@ -138,7 +147,10 @@ def test_decoder_is_causal(model):
     changed[:, 2] += 1.0                               # latent frame 2 decodes to pixel frames 5..8
     a, b = model.decode(latent, chunk=None), model.decode(changed, chunk=None)
     assert torch.equal(a[:, :5], b[:, :5])
-    assert (a[:, 5:] - b[:, 5:]).abs().amax(dim=(0, 2, 3)).min() > 1e-4
+    later = None if model.config.networks else 9                 # a linear code alone: frames 5..8 only
+    assert (a[:, 5:later] - b[:, 5:later]).abs().amax(dim=(0, 2, 3)).min() > 1e-4
+    if not model.config.networks:
+        assert torch.equal(a[:, 9:], b[:, 9:])
 
 
 @torch.no_grad()
@@ -194,7 +206,12 @@ def test_tiled_is_close_to_one_shot(model):
     enc = relative_error(model.encode(video, tile_size=128, tile_overlap=64), latent)
     dec = relative_error(model.decode(latent, tile_size=128, tile_overlap=64), decoded)
     assert enc < 0.15 and dec < 0.3
-    assert enc < relative_error(model.encode(video, tile_size=128, tile_overlap=0), latent)
+    if model.config.networks:
+        assert enc < relative_error(model.encode(video, tile_size=128, tile_overlap=0), latent)
+    else:
+        # A linear code alone encodes each block on its own: tiling is exact. Its decoder sees a
+        # 3x3 cell neighbourhood, so only the cells at tile borders (edges repeated) differ.
+        assert enc < 1e-5 and dec < 0.05
     assert dec < relative_error(model.decode(latent, tile_size=128, tile_overlap=0), decoded)
 
 
@@ -293,6 +310,8 @@ def test_inconsistent_configs_are_refused():
         CausalVideoAutoencoder(dataclasses.replace(TINY, patch_size=2))          # would be 16x
     with pytest.raises(ValueError, match="temporal_factor 8"):
         CausalVideoAutoencoder(dataclasses.replace(TINY_PATCHED, temporal_factor=8))  # only 2 halvings
+    with pytest.raises(ValueError, match="needs the linear path"):
+        CausalVideoAutoencoder(dataclasses.replace(TINY, networks=False))
 
 
 def test_training_crops_clips_to_the_causal_layout():
@@ -344,6 +363,23 @@ def test_resume_gives_exactly_the_same_weights(tmp_path, config):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_linear_code_alone_is_fitted_with_zero_steps_and_loads_back(tmp_path):
+    train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["linear"], steps=0, linear_fit_steps=2,
+                                videos_per_step=2, stats_steps=1)
+    source = fixed_clips()
+    result = train_autoencoder(LINEAR_ONLY, train, tmp_path, videos=source, progress=False)
+    assert result.step == 0 and [d.name for d in checkpoint_dirs(tmp_path)] == ["step_0000000"]
+    fitted = load_autoencoder(tmp_path)
+    assert fitted.num_parameters() < 200_000                        # linear maps and a log-variance
+    clip = frames_to_tensor(source(0)[0])
+    with torch.no_grad():
+        error = (fitted.decode(fitted.encode(clip)) - clip).abs().mean().item()
+        unfitted = tiny_model(config=LINEAR_ONLY)
+        unfitted.estimate_latent_stats([clip])
+        assert error < 0.5 * (unfitted.decode(unfitted.encode(clip)) - clip).abs().mean().item()
+    assert error < 0.15
 
 
 def test_training_with_a_linear_path_starts_from_the_pca(tmp_path):

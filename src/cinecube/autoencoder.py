@@ -240,6 +240,15 @@ class Encoder(nn.Module):
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
+        self.tf, self.s = config.temporal_factor, config.spatial_factor
+        # pixel block (3*tf*s*s values) -> latent mean (C), see AutoencoderConfig.linear_path
+        self.linear_path = (nn.Conv3d(3 * self.tf * self.s ** 2, config.latent_channels, 1)
+                            if config.linear_path else None)
+        self.networks = config.networks
+        if not self.networks:
+            # The linear code alone: a learned posterior log-variance per channel.
+            self.logvar = nn.Parameter(torch.full((config.latent_channels,), -8.0))
+            return
         widths = [config.base_channels * m for m in config.channel_multipliers]
         temporal = _temporal_steps(config)
         groups = config.norm_groups
@@ -257,13 +266,13 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(groups, channels)
         self.conv_out = CausalConv3d(channels, 2 * config.latent_channels)
-        self.tf, self.s = config.temporal_factor, config.spatial_factor
-        # pixel block (3*tf*s*s values) -> latent mean (C), see AutoencoderConfig.linear_path
-        self.linear_path = (nn.Conv3d(3 * self.tf * self.s ** 2, config.latent_channels, 1)
-                            if config.linear_path else None)
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
         video = x
+        if not self.networks:
+            start = _video_start(self.linear_path, cache)
+            mean = self.linear_path(fold_blocks(video, self.tf, self.s, start))   # (B, C, T', H', W')
+            return torch.cat([mean, self.logvar.view(1, -1, 1, 1, 1).expand_as(mean)], dim=1)
         x = space_to_depth(x, self.patch)                                    # (B, 3p^2, T, H/p, W/p)
         x = self.conv_in(x, cache)                                           # (B, C0, T, H/p, W/p)
         for block in self.blocks:
@@ -281,6 +290,15 @@ class Decoder(nn.Module):
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
+        self.tf, self.s = config.temporal_factor, config.spatial_factor
+        # latent cell and its 8 neighbours (C x 3 x 3, edges repeated) -> pixel block (3*tf*s*s
+        # values), see AutoencoderConfig.linear_path: neighbours undo the blocking a
+        # cell-by-cell code leaves.
+        self.linear_path = (nn.Conv3d(config.latent_channels, 3 * self.tf * self.s ** 2, (1, 3, 3))
+                            if config.linear_path else None)
+        self.networks = config.networks
+        if not self.networks:
+            return
         widths = [config.base_channels * m for m in config.channel_multipliers]
         temporal = _temporal_steps(config)
         groups = config.norm_groups
@@ -299,21 +317,22 @@ class Decoder(nn.Module):
         self.norm_out = FrameGroupNorm(groups, channels)
         self.patch = config.patch_size
         self.conv_out = CausalConv3d(channels, 3 * self.patch ** 2)
-        self.tf, self.s = config.temporal_factor, config.spatial_factor
-        # latent cell and its 8 neighbours (C x 3 x 3) -> pixel block (3*tf*s*s values), see
-        # AutoencoderConfig.linear_path: neighbours undo the blocking a cell-by-cell code leaves.
-        self.linear_path = (CausalConv3d(config.latent_channels, 3 * self.tf * self.s ** 2, (1, 3, 3))
-                            if config.linear_path else None)
+
+    def _linear(self, z: Tensor, start: bool) -> Tensor:                    # (B, C, T', h, w) -> (B, 3, T, H, W)
+        blocks = self.linear_path(F.pad(z, (1, 1, 1, 1, 0, 0), mode="replicate"))   # (B, 3*tf*s*s, T', h, w)
+        return unfold_blocks(blocks, self.tf, self.s, start)
 
     def forward(self, z: Tensor, cache: CausalCache | None = None) -> Tensor:
         start = self.linear_path is not None and _video_start(self.linear_path, cache)
+        if not self.networks:
+            return self._linear(z, start)
         x = self.conv_in(z, cache)                                           # (B, Cmax, T', h, w)
         for block in self.blocks:
             x = block(x, cache)
         x = self.conv_out(F.silu(self.norm_out(x)), cache)                   # (B, 3p^2, T, H/p, W/p)
         video = depth_to_space(x, self.patch)                                # (B, 3, T, H, W)
         if self.linear_path is not None:
-            video = video + unfold_blocks(self.linear_path(z), self.tf, self.s, start)
+            video = video + self._linear(z, start)
         return video
 
 
@@ -392,8 +411,8 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     basis = vectors[:, values.argsort(descending=True)[:c]]                # (N, C), orthonormal
     explained = float(values.sort(descending=True).values[:c].sum() / values.sum())
 
-    # Least squares from the 3x3 neighbourhood of latent cells (zero-padded at the borders, as
-    # the decoder's convolution pads) to the centre cell's block: normal equations over cells.
+    # Least squares from the 3x3 neighbourhood of latent cells (edges repeated, as the decoder
+    # pads) to the centre cell's block: normal equations over cells.
     features = 9 * c + 1
     gram = torch.zeros(features, features, dtype=torch.float64)
     cross = torch.zeros(features, n, dtype=torch.float64)
@@ -401,7 +420,7 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     for blocks in folded:
         centred = blocks - mean.view(1, n, 1, 1, 1)
         z = torch.einsum("bntij,nc->bctij", centred, basis)                 # (B, C, T', h, w)
-        padded = F.pad(z, (1, 1, 1, 1))
+        padded = F.pad(z, (1, 1, 1, 1, 0, 0), mode="replicate")
         h, w = z.shape[-2:]
         shifts = [padded[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
         f = torch.cat(shifts + [torch.ones_like(z[:, :1])], dim=1)          # (B, 9C+1, T', h, w)
@@ -422,12 +441,13 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     kernel = solution[:-1].view(3, 3, c, n).permute(3, 2, 0, 1)             # (N, C, 3, 3): [dy, dx] taps
     decoder.linear_path.weight.copy_(kernel.unsqueeze(2).to(dtype))         # (N, C, 1, 3, 3)
     decoder.linear_path.bias.copy_((solution[-1] + mean).to(dtype))
-    for conv in (encoder.conv_out, decoder.conv_out):
-        conv.weight.mul_(0.1)
-        conv.bias.zero_()
-    # A tiny posterior variance (exp(-8) ~ 3e-4) so that sampling does not drown the weaker components.
-    encoder.conv_out.weight[c:].zero_()
-    encoder.conv_out.bias[c:] = -8.0
+    if encoder.networks:
+        for conv in (encoder.conv_out, decoder.conv_out):
+            conv.weight.mul_(0.1)
+            conv.bias.zero_()
+        # A tiny posterior variance (exp(-8) ~ 3e-4) so that sampling does not drown the weaker components.
+        encoder.conv_out.weight[c:].zero_()
+        encoder.conv_out.bias[c:] = -8.0
     return {"blocks": count, "explained": explained, "pca_mse": pca_error / (count * n),
             "mse": fit_error / (count * n)}
 
@@ -478,6 +498,12 @@ def _check_config(config: AutoencoderConfig) -> None:
         raise ValueError(f"CausalVideoAutoencoder needs kind='causal3d', got {config.kind!r}")
     if levels < 1 or min(config.channel_multipliers) < 1 or config.base_channels < 1:
         raise ValueError("channel_multipliers and base_channels must be positive, with at least one level")
+    if not config.networks:
+        if not config.linear_path:
+            raise ValueError("an autoencoder without networks needs the linear path (linear_path=True)")
+        if tf < 1 or s < 1 or config.latent_channels < 1:
+            raise ValueError("temporal_factor, spatial_factor and latent_channels must be at least 1")
+        return
     p = config.patch_size
     if p < 1:
         raise ValueError(f"patch_size must be at least 1, got {p}")
@@ -569,6 +595,9 @@ class CausalVideoAutoencoder(Autoencoder):
         self.register_buffer("latent_shift", torch.zeros(config.latent_channels))
         self.register_buffer("latent_scale", torch.ones(config.latent_channels))
 
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -591,7 +620,7 @@ class CausalVideoAutoencoder(Autoencoder):
                 raise InvalidRequestError(f"video {name} {size} is not allowed: height and width must be "
                                           f"multiples of {s} (one latent cell), at least {s}")
         batched = video.dim() == 5
-        return (video if batched else video[None]).to(self.encoder.conv_in.weight.dtype), batched
+        return (video if batched else video[None]).to(self._dtype()), batched
 
     def _latent_batch(self, latent: Tensor) -> tuple[Tensor, bool]:
         c = self.config.latent_channels
@@ -600,7 +629,7 @@ class CausalVideoAutoencoder(Autoencoder):
             shape = tuple(latent.shape) if isinstance(latent, Tensor) else type(latent).__name__
             raise InvalidRequestError(f"latent has shape {shape}; expected ({c}, T', H', W') or (B, {c}, T', H', W')")
         batched = latent.dim() == 5
-        return (latent if batched else latent[None]).to(self.decoder.conv_in.weight.dtype), batched
+        return (latent if batched else latent[None]).to(self._dtype()), batched
 
     def _check_tiles(self, tile_size: int | None, tile_overlap: int) -> None:
         s = self.config.spatial_factor

@@ -59,6 +59,9 @@ class AutoencoderConfig:
     # back, and the networks add residual corrections. Initialised from a PCA of the training
     # clips (`fit_linear_path`), training starts from the best linear code instead of noise.
     linear_path: bool = False
+    # False: the linear path alone, no convolutional networks (a lapped transform code fitted in
+    # closed form; the "linear" preset). The fields above that shape the networks are then unused.
+    networks: bool = True
     channel_multipliers: tuple[int, ...] = (1, 2, 4, 4)
     blocks_per_level: int = 2      # residual blocks per encoder level (the decoder has one more)
     norm_groups: int = 32          # GroupNorm groups; must divide every level's width
@@ -208,13 +211,17 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
     "tiny": AutoencoderConfig(kind="causal3d", latent_channels=8, temporal_factor=4, spatial_factor=8,
                               base_channels=8, channel_multipliers=(1, 2, 2, 4), blocks_per_level=1,
                               norm_groups=4),
-    # The bundled one: a 2x2 space-to-depth stem, then levels at 1/2, 1/4 and 1/8 size (widths
+    # A 2x2 space-to-depth stem, then levels at 1/2, 1/4 and 1/8 size (widths
     # 48, 96, 192; the two deeper downsamplings also halve time). 16.7 M parameters; with no
     # convolution at full resolution a training step is ~2.3x faster than that of the earlier
     # full-resolution design (base 32, levels 1/2/4/4, 10.5 M parameters).
     "small": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
                                patch_size=2, base_channels=48, channel_multipliers=(1, 2, 4),
                                blocks_per_level=1, norm_groups=8, linear_path=True),
+    # The bundled one: the linear code alone (PCA encoder, 3x3 least-squares decoder), 0.4 M
+    # parameters, fitted in closed form in a minute; "small" trains networks on top of it.
+    "linear": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
+                                linear_path=True, networks=False),
     "base": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8),
 }
 

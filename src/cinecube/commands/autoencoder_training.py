@@ -109,6 +109,11 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
                  "seed": args.seed, "checkpoint_every": args.checkpoint_every}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for key, value in overrides.items():
+        if key == "steps" and value == 0 and not config.networks:
+            continue                 # zero steps: the closed-form fit of a linear code alone
+        if key == "steps" and value <= 0:
+            raise CinecubeError(f"--steps must be positive, got {value} (0 only for a linear code alone, "
+                                "--preset linear)")
         if key != "seed" and value <= 0:
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train = dataclasses.replace(train, **overrides)
@@ -120,7 +125,8 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
         write_reconstructions(ema, source, out / "samples" / f"step_{step:07d}.png")
         from ..train.loop import plot_loss_curve
 
-        plot_loss_curve(out / "metrics.jsonl", out / "loss.png", ylabel="L1 + edge + KL loss")
+        if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size:   # none at step 0
+            plot_loss_curve(out / "metrics.jsonl", out / "loss.png", ylabel="L1 + edge + KL loss")
 
     fit_source = _source_for(spec, train, canvases=train.linear_fit_canvases)
     result = train_autoencoder(config, train, out, videos=source, fit_videos=fit_source, resume=args.resume,

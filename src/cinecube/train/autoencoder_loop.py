@@ -97,6 +97,11 @@ AUTOENCODER_TRAIN_PRESETS: dict[str, AutoencoderTrainConfig] = {
     "tiny": AutoencoderTrainConfig(steps=20, videos_per_step=2, lr=2e-3, warmup_steps=2, log_every=1,
                                    checkpoint_every=10, stats_steps=2, world_canvases=((32, 32),),
                                    world_frame_counts=(5,)),
+    # The linear code is fitted in closed form before step 1; --steps 0 keeps exactly that fit.
+    "linear": AutoencoderTrainConfig(steps=0, linear_fit_steps=48,
+                                     world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
+                                     world_frame_counts=(1, 5, 9, 17),
+                                     linear_fit_canvases=((256, 256), (192, 320), (96, 96), (64, 64))),
     "small": AutoencoderTrainConfig(steps=20000, videos_per_step=3, lr=6e-4, checkpoint_every=250,
                                     world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
                                     world_frame_counts=(1, 5, 9, 17),
@@ -231,6 +236,20 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
         {"autoencoder": asdict(config), "train": train.to_dict(), "parameters": model.num_parameters()},
         indent=2))
     last_stop = train.steps if stop_after is None else min(stop_after, train.steps)
+
+    def write_checkpoint() -> None:
+        # Statistics of the weights being saved, from a fixed set of videos.
+        ema.estimate_latent_stats(frames_to_tensor(crop_to_layout(v, tf, s)).to(dev)
+                                  for k in range(train.stats_steps) for v in source(k))
+        save_checkpoint(run_dir / "checkpoints" / f"step_{step:07d}", model_config, ema,
+                        step=step, raw_model=model, optimizer=optimizer,
+                        state={"step": step, "train": train.to_dict()})
+        prune_checkpoints(run_dir, train.keep_checkpoints)
+        if on_checkpoint is not None:
+            on_checkpoint(step, ema)
+
+    if last_stop == 0 and not existing:
+        write_checkpoint()           # zero steps: the closed-form fit (linear path) is the model
     bar = tqdm(total=last_stop, initial=step, desc="training autoencoder", disable=not progress,
                dynamic_ncols=True)
     metrics = (run_dir / "metrics.jsonl").open("a")
@@ -273,16 +292,7 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
             if step % train.checkpoint_every == 0 or step == last_stop:
-                # Statistics of the weights being saved, from a fixed set of videos.
-                ema.estimate_latent_stats(
-                    frames_to_tensor(crop_to_layout(v, tf, s)).to(dev)
-                    for k in range(train.stats_steps) for v in source(k))
-                save_checkpoint(run_dir / "checkpoints" / f"step_{step:07d}", model_config, ema,
-                                step=step, raw_model=model, optimizer=optimizer,
-                                state={"step": step, "train": train.to_dict()})
-                prune_checkpoints(run_dir, train.keep_checkpoints)
-                if on_checkpoint is not None:
-                    on_checkpoint(step, ema)
+                write_checkpoint()
     finally:
         metrics.close()
         bar.close()
