@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:   # run as a script: make `benchmarks` and `cinecu
 
 SAMPLING_SIZES = {"64x64x16": (64, 64, 16), "128x128x16": (128, 128, 16)}
 SAMPLING_STEPS = [10, 25, 50]
-AUTOENCODERS = ["pixel", "small", "base"]
+AUTOENCODERS = ["pixel", "linear", "small", "base"]
 TARGETS = {"cinecube_vs_diffusers": 1.3, "mfu": 0.65, "packing_vs_padding": 1.5}
 
 
@@ -156,7 +156,7 @@ def sampling_rows(results: dict, peaks: dict, row) -> None:
         ae = results.get(f"autoencoder:{preset}")
         if ae is None:
             continue
-        what = "pixel autoencoder" if preset == "pixel" else f"causal 3D autoencoder '{ae['preset']}' (untrained)"
+        what = "pixel autoencoder" if preset == "pixel" else f"causal 3D autoencoder '{ae['preset']}' (timed as built, unfitted)"
         size_label = f"{ae['width']}x{ae['height']}x{ae['frames']}"
         for direction in ("encode", "decode"):
             flops, seconds = ae[f"{direction}_flops"], ae[f"{direction}_seconds"]
