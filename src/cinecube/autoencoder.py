@@ -394,7 +394,7 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     folded = []
     for video in videos:
         x, _ = model._video_batch(video)
-        folded.append(fold_blocks(x.double(), tf, s, True))                # (B, N, T', h, w)
+        folded.append(fold_blocks(x.float(), tf, s, True))                 # (B, N, T', h, w); float64 below
     if not folded:
         raise ValueError("fit_linear_path needs at least one video")
     n = folded[0].shape[1]
@@ -402,7 +402,7 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     # PCA of the blocks.
     total, outer, count = torch.zeros(n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64), 0
     for blocks in folded:
-        flat = blocks.permute(0, 2, 3, 4, 1).reshape(-1, n)                 # (cells, N)
+        flat = blocks.permute(0, 2, 3, 4, 1).reshape(-1, n).double()        # (cells, N)
         total += flat.sum(0)
         outer += flat.T @ flat
         count += flat.shape[0]
@@ -418,7 +418,7 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     cross = torch.zeros(features, n, dtype=torch.float64)
     pca_error = 0.0
     for blocks in folded:
-        centred = blocks - mean.view(1, n, 1, 1, 1)
+        centred = blocks.double() - mean.view(1, n, 1, 1, 1)
         z = torch.einsum("bntij,nc->bctij", centred, basis)                 # (B, C, T', h, w)
         padded = F.pad(z, (1, 1, 1, 1, 0, 0), mode="replicate")
         h, w = z.shape[-2:]
@@ -432,7 +432,7 @@ def fit_linear_path(model: "CausalVideoAutoencoder", videos: Iterable[Tensor],
     damping = ridge * float(gram.diagonal().mean())
     solution = torch.linalg.solve(gram + damping * torch.eye(features, dtype=torch.float64), cross)  # (9C+1, N)
     # Error of the fit from the normal equations: sum |y|^2 - 2 tr(W^T X^T y) + tr(W^T X^T X W).
-    y_square = sum(float((b - mean.view(1, n, 1, 1, 1)).square().sum()) for b in folded)
+    y_square = sum(float((b.double() - mean.view(1, n, 1, 1, 1)).square().sum()) for b in folded)
     fit_error = y_square - 2 * float((solution * cross).sum()) + float((solution * (gram @ solution)).sum())
 
     dtype = encoder.linear_path.weight.dtype

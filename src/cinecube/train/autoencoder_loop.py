@@ -101,7 +101,9 @@ AUTOENCODER_TRAIN_PRESETS: dict[str, AutoencoderTrainConfig] = {
     "linear": AutoencoderTrainConfig(steps=0, linear_fit_steps=48,
                                      world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
                                      world_frame_counts=(1, 5, 9, 17),
-                                     linear_fit_canvases=((256, 256), (192, 320), (96, 96), (64, 64))),
+                                     # large windows fit the held-out footage best (measured: 30.35
+                                     # dB; with 96x96 and 64x64 windows mixed in 29.95-30.14 dB)
+                                     linear_fit_canvases=((256, 256), (192, 320), (320, 192))),
     "small": AutoencoderTrainConfig(steps=20000, videos_per_step=3, lr=6e-4, checkpoint_every=250,
                                     world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
                                     world_frame_counts=(1, 5, 9, 17),
