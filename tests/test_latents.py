@@ -186,6 +186,14 @@ def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(t
     assert isinstance(pipe.autoencoder, CausalVideoAutoencoder)
     video = pipe("a red circle moving right", frames=5, height=32, width=48, steps=2, progress=False)
     assert video.frames.shape == (5, 32, 48, 3)
+    # Sizes it does not allow map to the nearest it does (16-px cells, 1 + 4k frames, >= 32 px
+    # for the watermark); allowed ones stay as they are.
+    assert pipe.nearest_allowed(5, 32, 48) == (5, 32, 48)
+    assert pipe.nearest_allowed(10, 40, 72) == (9, 48, 80)           # halves round up
+    assert pipe.nearest_allowed(1, 8, 8) == (1, 32, 32)
+    assert pipe.nearest_allowed(1000, 10_000, 56)[0] == 1 + (pipe.config.max_frames - 1) // 4 * 4
+    for size in ((10, 40, 72), (20, 56, 40)):
+        pipe.validate("a red circle", *pipe.nearest_allowed(*size), steps=2, guidance=3.0)
 
 
 def test_missing_or_corrupt_autoencoder_folder_is_a_checkpoint_error(tmp_path, cache, no_samples):

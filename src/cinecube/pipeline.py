@@ -17,6 +17,7 @@ can be switched off for research with `SafetySettings`; what was skipped is reco
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -154,6 +155,22 @@ class Pipeline:
             raise InvalidRequestError(f"steps {steps} is not allowed; use 1..1000")
         if not 0.0 <= guidance <= 30.0:
             raise InvalidRequestError(f"guidance {guidance} is not allowed; use 0..30 (1 = no guidance)")
+
+    def nearest_allowed(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """The allowed (frames, height, width) nearest to a request: sides rounded to the grid
+        (at least one cell, and the watermark's minimum when it is on), frames to the
+        autoencoder's causal layout (1 + tf*k) within max_frames. For callers that must ask
+        for a size that is not allowed (e.g. evaluating on fixed canvases)."""
+        cfg, tf = self.config, self.autoencoder.config.temporal_factor
+        grid = self.autoencoder.config.spatial_factor * cfg.patch_size[1]
+        smallest = grid * math.ceil(WATERMARK_MIN_SIDE / grid) if self.safety.watermark else grid
+        largest = cfg.max_side // grid * grid
+
+        def side(value: int) -> int:
+            return min(largest, max(smallest, math.floor(value / grid + 0.5) * grid))   # halves round up
+
+        top = 1 + (cfg.max_frames - 1) // tf * tf
+        return min(top, max(1, 1 + math.floor((frames - 1) / tf + 0.5) * tf)), side(height), side(width)
 
     def num_tokens(self, frames: int, height: int, width: int) -> int:
         return tokens_for_size(self.config, self.autoencoder, frames, height, width)
