@@ -218,8 +218,8 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
     "small": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
                                patch_size=2, base_channels=48, channel_multipliers=(1, 2, 4),
                                blocks_per_level=1, norm_groups=8, linear_path=True),
-    # The bundled one: the linear code alone (PCA encoder, 3x3 least-squares decoder), 0.4 M
-    # parameters, fitted in closed form in a minute; "small" trains networks on top of it.
+    # The bundled one: the linear code alone (PCA encoder, 3x3 least-squares decoder), 0.12 M
+    # parameters, fitted in closed form in under a minute; "small" trains networks on top of it.
     "linear": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
                                 linear_path=True, networks=False),
     "base": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8),

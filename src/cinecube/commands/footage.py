@@ -82,14 +82,12 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
     if model is None:
         from ..pipeline import default_autoencoder_dir, default_model_dir
         model_path, label = default_model_dir(), "the bundled model"
-        bundled = default_autoencoder_dir()
-        if (load_checkpoint(model_path).model_config.autoencoder.kind == "pixel"
-                and (bundled / "model.safetensors").exists()):
-            return load_autoencoder(bundled), "the bundled causal3d autoencoder"
     else:
         model_path, label = Path(model), model
     checkpoint = load_checkpoint(model_path)
     config = checkpoint.model_config.autoencoder
+    if model is None and config.kind == "pixel" and (default_autoencoder_dir() / "model.safetensors").exists():
+        return load_autoencoder(default_autoencoder_dir()), "the bundled causal3d autoencoder"
     if config.kind == "pixel":
         return PixelAutoencoder(config), f"{label} uses the pixel autoencoder: the identity (no compression)"
     from ..train.checkpoint import load_model_autoencoder
