@@ -138,6 +138,41 @@ def test_bad_cache_arguments_get_one_line_errors(tmp_path, autoencoder_dir):
         LatentDataset(tmp_path)
 
 
+def test_several_caches_read_as_one_and_must_share_their_autoencoder(tmp_path, cache, autoencoder_dir):
+    # A second cache of another world on chosen canvases (the `--canvases` of cache-latents).
+    other = tmp_path / "shapes"
+    cache_latents(other, autoencoder_dir, world="shapes", n=3, shard_size=2, max_frames=5,
+                  canvases=[(48, 80)], progress=False)
+    first, second = LatentDataset(cache), LatentDataset(other)
+    assert {shape[2:] for shape in second.shapes} == {(6, 10)}          # 48x80 / 8
+    both = LatentDataset([cache, other])
+    assert len(both) == len(first) + len(second)
+    assert both.ids == first.ids + second.ids and both.captions == first.captions + second.captions
+    for item in (0, len(first) - 1, len(first), len(both) - 1):
+        source, index = (first, item) if item < len(first) else (second, item - len(first))
+        assert both[item].id == source[index].id
+        torch.testing.assert_close(both[item].latent, source[index].latent, rtol=0, atol=0)
+    # Another autoencoder's cache cannot join.
+    torch.manual_seed(1)
+    save_autoencoder(tmp_path / "vae2", CausalVideoAutoencoder(TINY_AE).eval())
+    cache_latents(tmp_path / "foreign", tmp_path / "vae2", world="shapes", n=1, max_frames=1, progress=False)
+    with pytest.raises(CinecubeError, match="different autoencoders"):
+        LatentDataset([cache, tmp_path / "foreign"])
+
+
+def test_cache_latents_command_takes_canvases_and_refuses_bad_ones(tmp_path, autoencoder_dir, capsys):
+    from cinecube.cli import main
+
+    out = tmp_path / "lat"
+    assert main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "shapes", "--n", "2",
+                 "--max-frames", "1", "--canvases", "32x64, 64x32", "--out", str(out)]) == 0
+    assert {shape[2:] for shape in LatentDataset(out).shapes} <= {(4, 8), (8, 4)}
+    assert main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "shapes", "--n", "2",
+                 "--canvases", "32x", "--out", str(tmp_path / "bad")]) != 0
+    assert "'32x' is not HEIGHTxWIDTH" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_latent_stream_is_deterministic_and_resumes_from_one_integer(cache):
     data = LatentDataset(cache)
     straight = LatentStream(data, (1, 2, 2), 24, 24, seed=3)

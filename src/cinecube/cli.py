@@ -100,7 +100,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--autoencoder", default=None,
                    help="train in the latent space of this trained autoencoder (folder or run); the run keeps a copy")
     p.add_argument("--latents", default=None,
-                   help="read cached latents (`cinecube data cache-latents`) instead of rendering and encoding")
+                   help="read cached latents (`cinecube data cache-latents`) instead of rendering and encoding; "
+                        "several caches of one autoencoder, comma-separated, are read as one")
     p.add_argument("--patch-size", default=None,
                    help="spacetime patch T,H,W in latent cells (default: the preset's; 1,2,2 with an autoencoder)")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
@@ -142,6 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and key != "seed":
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train_config = dataclasses.replace(train_config, **overrides)
+    if args.latents is not None:
+        args.latents = [part for part in args.latents.split(",") if part]
     resuming = args.resume and checkpoint_dirs(args.out) and run_json.exists()
     if not resuming:
         model_config = _latent_space_config(model_config, args.autoencoder, args.latents, args.patch_size)

@@ -21,6 +21,21 @@ from pathlib import Path
 
 from ..errors import CinecubeError
 
+
+def parse_canvases(text: str) -> list[tuple[int, int]]:
+    """'32x32,48x80' -> [(32, 32), (48, 80)]; a clear error for anything else."""
+    canvases = []
+    for part in text.split(","):
+        try:
+            height, width = (int(x) for x in part.strip().lower().split("x"))
+        except ValueError:
+            height = width = 0
+        if height < 1 or width < 1:
+            raise CinecubeError(f"--canvases: {part.strip()!r} is not HEIGHTxWIDTH with positive sides "
+                                "(e.g. 48x80); give them comma-separated")
+        canvases.append((height, width))
+    return canvases
+
 WORLD_CHOICES = ("shapes", "fashion", "pans")
 SAMPLE_CLIPS = 3
 
@@ -54,6 +69,8 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     """Add `cache-latents` to the `cinecube data` subcommands (commands/footage.py owns `data`
     and calls this when it builds them)."""
+    from ..data.latents import CACHE_CANVASES
+
     c = data_sub.add_parser("cache-latents", help="encode clips once into sharded latent files for training")
     c.add_argument("--autoencoder", required=True, help="trained autoencoder folder or run")
     source = c.add_mutually_exclusive_group(required=True)
@@ -63,6 +80,9 @@ def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="cache folder (rerun the same command to continue it)")
     c.add_argument("--shard-size", type=int, default=256, help="latents per shard file (default 256)")
     c.add_argument("--max-frames", type=int, default=17, help="frames per clip at most (default 17)")
+    c.add_argument("--canvases", default=None,
+                   help="world canvases HxW,HxW,... drawn per clip (default: "
+                        + ",".join(f"{h}x{w}" for h, w in CACHE_CANVASES) + ")")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     c.add_argument("--device", default="cpu")
@@ -175,12 +195,13 @@ def cmd_export_autoencoder(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_latents(args: argparse.Namespace) -> int:
-    from ..data.latents import cache_latents
+    from ..data.latents import CACHE_CANVASES, cache_latents
 
     if args.corpus is not None and args.n is not None:
         raise CinecubeError("--n goes with --world; a --corpus folder is encoded whole")
+    canvases = CACHE_CANVASES if args.canvases is None else parse_canvases(args.canvases)
     index = cache_latents(args.out, args.autoencoder, corpus=args.corpus, world=args.world, n=args.n,
-                          seed=args.seed, max_frames=args.max_frames, shard_size=args.shard_size,
+                          seed=args.seed, canvases=canvases, max_frames=args.max_frames, shard_size=args.shard_size,
                           dtype=args.dtype, device=args.device, progress=sys.stderr.isatty())
     seconds = index.get("seconds")
     timing = f" in {seconds:.1f} s" if seconds is not None else " (already complete)"

@@ -220,36 +220,56 @@ def _weights_sha256(module: torch.nn.Module) -> str:
 
 
 class LatentDataset:
-    """A finished latent cache, read lazily: one tensor at a time from its shard."""
+    """One or more finished latent caches, read lazily: one tensor at a time from its shard.
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        index_path = self.folder / INDEX_FILE
+    Several caches (e.g. one per world) are read as their concatenation, in the order given;
+    they must have been made with the same autoencoder weights.
+    """
+
+    def __init__(self, folders: str | Path | Sequence[str | Path]):
+        if isinstance(folders, (str, Path)):
+            folders = [folders]
+        if not folders:
+            raise CinecubeError("no latent cache given")
+        self.folders = [Path(f) for f in folders]
+        self.folder = self.folders[0]
+        self.indexes = [self._read_index(f) for f in self.folders]
+        digests = {index.get("autoencoder_sha256") for index in self.indexes}
+        if len(digests) > 1:
+            raise CinecubeError("latent caches " + ", ".join(f"'{f}'" for f in self.folders) +
+                                " were made with different autoencoders; give caches of one autoencoder")
+        from ..config import _from_dict
+
+        self.index = self.indexes[0]
+        self.autoencoder_config: AutoencoderConfig = _from_dict(AutoencoderConfig, self.index["autoencoder"])
+        self.autoencoder_dir = self.folder / AUTOENCODER_DIR
+        # item -> (cache number, shard number, key in the shard)
+        self._where = [(c, k, str(i)) for c, index in enumerate(self.indexes)
+                       for k, shard in enumerate(index["shards"]) for i in range(shard["count"])]
+        shards = [shard for index in self.indexes for shard in index["shards"]]
+        self.captions = [c for shard in shards for c in shard["captions"]]
+        self.ids = [i for shard in shards for i in shard["ids"]]
+        self.shapes = [tuple(x) for shard in shards for x in shard["shapes"]]
+        if not self._where:
+            raise CinecubeError(f"latent cache '{self.folder}' holds no latents")
+        self._open: dict[tuple[int, int], Any] = {}
+
+    @staticmethod
+    def _read_index(folder: Path) -> dict[str, Any]:
+        index_path = folder / INDEX_FILE
         try:
             index = json.loads(index_path.read_text())
         except FileNotFoundError:
-            raise CinecubeError(f"'{self.folder}' is not a latent cache (no {INDEX_FILE}); "
+            raise CinecubeError(f"'{folder}' is not a latent cache (no {INDEX_FILE}); "
                                 "make one with `cinecube data cache-latents`") from None
         except (OSError, json.JSONDecodeError) as error:
-            raise CinecubeError(f"latent cache '{self.folder}': {INDEX_FILE} is unreadable ({error})") from None
+            raise CinecubeError(f"latent cache '{folder}': {INDEX_FILE} is unreadable ({error})") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT:
-            raise CinecubeError(f"latent cache '{self.folder}': {INDEX_FILE} is not a {FORMAT} index")
+            raise CinecubeError(f"latent cache '{folder}': {INDEX_FILE} is not a {FORMAT} index")
         if not index.get("complete"):
-            raise CinecubeError(f"latent cache '{self.folder}' is unfinished; rerun the same "
+            raise CinecubeError(f"latent cache '{folder}' is unfinished; rerun the same "
                                 "`cinecube data cache-latents` command to complete it")
-        from ..config import _from_dict
-
-        self.index = index
-        self.autoencoder_config: AutoencoderConfig = _from_dict(AutoencoderConfig, index["autoencoder"])
-        self.autoencoder_dir = self.folder / AUTOENCODER_DIR
-        # item -> (shard number, key in the shard)
-        self._where = [(k, str(i)) for k, shard in enumerate(index["shards"]) for i in range(shard["count"])]
-        self.captions = [c for shard in index["shards"] for c in shard["captions"]]
-        self.ids = [i for shard in index["shards"] for i in shard["ids"]]
-        self.shapes = [tuple(x) for shard in index["shards"] for x in shard["shapes"]]
-        if not self._where:
-            raise CinecubeError(f"latent cache '{self.folder}' holds no latents")
-        self._open: dict[int, Any] = {}
+        return index
 
     def __len__(self) -> int:
         return len(self._where)
@@ -257,17 +277,18 @@ class LatentDataset:
     def __getitem__(self, item: int) -> CachedLatent:
         from safetensors import SafetensorError, safe_open
 
-        shard, key = self._where[item]
-        handle = self._open.get(shard)
+        cache, shard, key = self._where[item]
+        handle = self._open.get((cache, shard))
         if handle is None:
-            path = self.folder / self.index["shards"][shard]["file"]
+            folder = self.folders[cache]
+            path = folder / self.indexes[cache]["shards"][shard]["file"]
             try:
                 handle = safe_open(str(path), framework="pt")
             except (SafetensorError, OSError) as error:
-                raise CinecubeError(f"latent cache '{self.folder}': {path.name} is unreadable ({error})") from None
+                raise CinecubeError(f"latent cache '{folder}': {path.name} is unreadable ({error})") from None
             if len(self._open) >= 4:         # a few open shards at most
                 self._open.pop(next(iter(self._open)))
-            self._open[shard] = handle
+            self._open[(cache, shard)] = handle
         latent = handle.get_tensor(key).float()
         return CachedLatent(latent, self.captions[item], self.ids[item])
 

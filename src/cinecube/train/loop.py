@@ -177,7 +177,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
         from ..data.latents import LatentStream
 
         if latent_data.autoencoder_config != model_config.autoencoder:
-            raise CinecubeError(f"latent cache '{latents}' was made with another autoencoder than the model's")
+            raise CinecubeError(f"latent cache '{latent_data.folder}' was made with another autoencoder than the model's")
         stream = LatentStream(latent_data, model_config.patch_size, train_config.tokens_per_step,
                               train_config.max_tokens_per_video, seed=train_config.seed)
     else:
@@ -215,7 +215,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     run_info = {"model": model_config.to_dict(), "train": train_config.to_dict(), "world": world,
                 "parameters": model.num_parameters()}
     if latents is not None:
-        run_info["latents"] = str(Path(latents).resolve())
+        run_info["latents"] = [str(f.resolve()) for f in latent_data.folders]
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     use_bf16 = train_config.bf16 and bf16_supported(dev)
     last_stop = train_config.steps if stop_after is None else min(stop_after, train_config.steps)
