@@ -221,12 +221,18 @@ def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(t
     assert isinstance(pipe.autoencoder, CausalVideoAutoencoder)
     video = pipe("a red circle moving right", frames=5, height=32, width=48, steps=2, progress=False)
     assert video.frames.shape == (5, 32, 48, 3)
-    # Sizes it does not allow map to the nearest it does (16-px cells, 1 + 4k frames, >= 32 px
-    # for the watermark); allowed ones stay as they are.
+    # Any frame count: the fewest latent frames that cover it are made (16 -> 1 + 4*4 = 17, 5
+    # latent frames), and the surplus frame is dropped.
+    assert pipe.num_tokens(16, 32, 48) == pipe.num_tokens(17, 32, 48) == 5 * 2 * 3
+    assert pipe.num_tokens(17, 32, 48) != pipe.num_tokens(18, 32, 48)
+    video = pipe("a red circle moving right", frames=16, height=32, width=48, steps=2, progress=False)
+    assert video.frames.shape == (16, 32, 48, 3)
+    # Sizes it does not allow map to the nearest it does (16-px cells, >= 32 px for the
+    # watermark, 1..max_frames); allowed ones stay as they are.
     assert pipe.nearest_allowed(5, 32, 48) == (5, 32, 48)
-    assert pipe.nearest_allowed(10, 40, 72) == (9, 48, 80)           # halves round up
+    assert pipe.nearest_allowed(10, 40, 72) == (10, 48, 80)           # halves round up
     assert pipe.nearest_allowed(1, 8, 8) == (1, 32, 32)
-    assert pipe.nearest_allowed(1000, 10_000, 56)[0] == 1 + (pipe.config.max_frames - 1) // 4 * 4
+    assert pipe.nearest_allowed(1000, 10_000, 56)[0] == pipe.config.max_frames
     for size in ((10, 40, 72), (20, 56, 40)):
         pipe.validate("a red circle", *pipe.nearest_allowed(*size), steps=2, guidance=3.0)
 

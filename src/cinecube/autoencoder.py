@@ -63,6 +63,11 @@ class Autoencoder(nn.Module, ABC):
     def pixel_frames(self, latent_frames: int) -> int:
         return 1 + (latent_frames - 1) * self.config.temporal_factor
 
+    def latent_frames_covering(self, frames: int) -> int:
+        """The fewest latent frames whose decoding has at least `frames` frames (generation
+        makes those and drops the surplus, so any frame count can be asked for)."""
+        return 1 + -(-(frames - 1) // self.config.temporal_factor)
+
     def valid_frames(self, frames: int) -> bool:
         return frames >= 1 and (frames - 1) % self.config.temporal_factor == 0
 

@@ -207,8 +207,8 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
     cases = heldout_cases(args.n, seed=args.seed)
 
     def generate(case):
-        # A latent-space model may not allow the case's canvas (e.g. 40x40x10 with 16-px cells and
-        # 1 + 4k frames): it makes the nearest allowed size, which is measured as it is.
+        # A latent-space model may not allow the case's canvas (e.g. 40x40 with 16-px cells):
+        # it makes the nearest allowed size, which is measured as it is.
         frames, height, width = pipe.nearest_allowed(case.frames, case.height, case.width)
         return pipe(case.prompt, frames=frames, height=height, width=width,
                     steps=args.steps, guidance=args.guidance, seed=case.seed, progress=False).frames

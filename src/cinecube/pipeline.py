@@ -93,7 +93,7 @@ def check_output_path(path: str | os.PathLike, frames: int) -> None:
 def allowed_sizes_message(config: ModelConfig, autoencoder: Autoencoder) -> str:
     grid = autoencoder.config.spatial_factor * config.patch_size[1]
     tf = autoencoder.config.temporal_factor
-    frames = "1.." + str(config.max_frames) if tf == 1 else f"1 + {tf}k up to {config.max_frames}"
+    frames = f"1..{config.max_frames}"
     return (f"height and width: multiples of {grid} from {grid} to {config.max_side}; "
             f"frames: {frames}; at most {config.max_tokens} tokens per video")
 
@@ -141,8 +141,7 @@ class Pipeline:
         for name, value in (("height", height), ("width", width)):
             if not isinstance(value, int) or value < grid or value > cfg.max_side or value % grid:
                 raise InvalidRequestError(f"{name} {value} is not allowed; {allowed}")
-        if (not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames
-                or not self.autoencoder.valid_frames(frames)):
+        if not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames:
             raise InvalidRequestError(f"frames {frames} is not allowed; {allowed}")
         if self.safety.watermark and min(height, width) < WATERMARK_MIN_SIDE:
             raise InvalidRequestError(f"{height}x{width} is below the {WATERMARK_MIN_SIDE}x{WATERMARK_MIN_SIDE} "
@@ -158,10 +157,10 @@ class Pipeline:
 
     def nearest_allowed(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """The allowed (frames, height, width) nearest to a request: sides rounded to the grid
-        (at least one cell, and the watermark's minimum when it is on), frames to the
-        autoencoder's causal layout (1 + tf*k) within max_frames. For callers that must ask
-        for a size that is not allowed (e.g. evaluating on fixed canvases)."""
-        cfg, tf = self.config, self.autoencoder.config.temporal_factor
+        (at least one cell, and the watermark's minimum when it is on), frames within
+        1..max_frames. For callers that must ask for a size that is not allowed (e.g.
+        evaluating on fixed canvases)."""
+        cfg = self.config
         grid = self.autoencoder.config.spatial_factor * cfg.patch_size[1]
         smallest = grid * math.ceil(WATERMARK_MIN_SIDE / grid) if self.safety.watermark else grid
         largest = cfg.max_side // grid * grid
@@ -169,11 +168,12 @@ class Pipeline:
         def side(value: int) -> int:
             return min(largest, max(smallest, math.floor(value / grid + 0.5) * grid))   # halves round up
 
-        top = 1 + (cfg.max_frames - 1) // tf * tf
-        return min(top, max(1, 1 + math.floor((frames - 1) / tf + 0.5) * tf)), side(height), side(width)
+        return min(cfg.max_frames, max(1, frames)), side(height), side(width)
 
     def num_tokens(self, frames: int, height: int, width: int) -> int:
-        return tokens_for_size(self.config, self.autoencoder, frames, height, width)
+        """Tokens of a generated video: a causal autoencoder's layout covering `frames`."""
+        made = self.autoencoder.pixel_frames(self.autoencoder.latent_frames_covering(frames))
+        return tokens_for_size(self.config, self.autoencoder, made, height, width)
 
     # --------------------------------------------------------------------------- generation
 
@@ -210,7 +210,8 @@ def generate_video(model: DiffusionTransformer, autoencoder: Autoencoder, text_e
     device = next(model.parameters()).device
     objective = Objective(cfg.diffusion)
     s = autoencoder.config.spatial_factor
-    latent_frames = autoencoder.latent_frames(frames)
+    # A causal autoencoder decodes 1 + tf*k frames: make the fewest that cover the request.
+    latent_frames = autoencoder.latent_frames_covering(frames)
     grid = token_grid((latent_frames, height // s, width // s), cfg.patch_size)
     n = grid[0] * grid[1] * grid[2]
     generator = torch.Generator().manual_seed(seed)

@@ -71,21 +71,15 @@ def _fit_request(pipe: Any, frames: int, height: int, width: int, steps: int,
                  guidance: float) -> tuple[int, int, int]:
     """The case's size when the model allows it, else the nearest size it allows.
 
-    Held-out canvases are multiples of 8 and frame counts 10/14/20: fine for the pixel
-    autoencoder; a learned autoencoder with coarser grids (e.g. 1 + 4k frames) gets the
-    nearest allowed size, recorded in the report.
+    Held-out canvases are multiples of 8: fine for the pixel autoencoder; a learned
+    autoencoder with a coarser grid (16-px cells for 8x and 2x2 patches) gets the nearest
+    allowed size, recorded in the report.
     """
     try:
         pipe.validate("a", frames, height, width, steps, guidance)
         return frames, height, width
     except InvalidRequestError:
-        pass
-    grid = pipe.autoencoder.config.spatial_factor * pipe.config.patch_size[1]
-    height = max(grid, int(round(height / grid)) * grid)
-    width = max(grid, int(round(width / grid)) * grid)
-    candidates = [f for f in range(1, pipe.config.max_frames + 1) if pipe.autoencoder.valid_frames(f)]
-    frames = min(candidates, key=lambda f: (abs(f - frames), -f))
-    return frames, height, width
+        return pipe.nearest_allowed(frames, height, width)
 
 
 def find_metrics_file(model: str | os.PathLike | None) -> Path | None:
