@@ -28,20 +28,22 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
     from cinecube.config import PRESETS
     from cinecube.pipeline import default_model_dir, generate_video
     from cinecube.text import get_text_encoder
-    from cinecube.train.checkpoint import load_checkpoint, load_weights_into
+    from cinecube.train.checkpoint import load_checkpoint, load_model_autoencoder, load_weights_into
     from cinecube.transformer import DiffusionTransformer
 
     if quick:
         torch.manual_seed(0)
         config = PRESETS["tiny"]
         model = DiffusionTransformer(config)
+        autoencoder = build_autoencoder(config.autoencoder)
     else:
         checkpoint = load_checkpoint(default_model_dir())
         config = checkpoint.model_config
         model = DiffusionTransformer(config)
         load_weights_into(model, checkpoint.weights, str(checkpoint.path))
+        autoencoder = load_model_autoencoder(checkpoint.path, config)   # the identity or its trained one
     model.eval()
-    autoencoder = build_autoencoder(config.autoencoder).eval()
+    autoencoder.eval()
     text_encoder = get_text_encoder(config.text_max_tokens)
 
     def video(n_steps: int):
@@ -66,7 +68,7 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
         results[n] = {"seconds": measured[n], "estimated": False}
     for n, r in results.items():
         r["flops"] = flops_1 - flops_per_step + n * flops_per_step
-    return {"height": height, "width": width, "frames": frames, "tokens": model_tokens(config, frames, height, width),
+    return {"height": height, "width": width, "frames": frames, "tokens": model_tokens(config, autoencoder, frames, height, width),
             "flops_per_step": flops_per_step, "steps": {str(n): r for n, r in results.items()},
             "matmul_peak_flop_per_s": _best_peaks(peak_before, matmul_peak(512 if quick else 2048, 3)),
             "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib(), "memory": "getrusage ru_maxrss"}
@@ -89,9 +91,12 @@ def _estimate(measured: dict[int, float], steps: int) -> float:
     return max(0.0, s1 - n1 * per_step) + steps * per_step
 
 
-def model_tokens(config, frames: int, height: int, width: int) -> int:
-    pt, ph, pw = config.patch_size
-    return -(-frames // pt) * (height // ph) * (width // pw)
+def model_tokens(config, autoencoder, frames: int, height: int, width: int) -> int:
+    """Tokens of one generated video (the latent frames that cover `frames`)."""
+    from cinecube.pipeline import tokens_for_size
+
+    made = autoencoder.pixel_frames(autoencoder.latent_frames_covering(frames))
+    return tokens_for_size(config, autoencoder, made, height, width)
 
 
 def autoencoder_fps(preset: str, height: int, width: int, frames: int, repeats: int = 2) -> dict:
