@@ -14,7 +14,7 @@ from cinecube.autoencoder import (Autoencoder, CausalVideoAutoencoder, PixelAuto
 from cinecube.config import AUTOENCODER_PRESETS, AutoencoderConfig
 from cinecube.errors import CheckpointError, InvalidRequestError
 from cinecube.evaluate.autoencoder import evaluate_autoencoder, pad_to_grid, psnr, side_by_side, ssim
-from cinecube.pipeline import default_autoencoder_dir, default_model_dir
+from cinecube.pipeline import default_autoencoder_dir
 from cinecube.video_io import read_video, video_info, write_video
 
 
@@ -132,7 +132,7 @@ def test_corrupt_checkpoint_is_one_line_checkpoint_error(tmp_path, tiny_autoenco
     assert not out.exists()
 
 
-def test_eval_command_writes_json_and_images(tmp_path, capsys):
+def test_eval_command_writes_json_and_images(tmp_path, capsys, tiny_run):
     from cinecube.data.assets import real_clip_paths
     from cinecube.errors import CinecubeError
 
@@ -141,9 +141,9 @@ def test_eval_command_writes_json_and_images(tmp_path, capsys):
     except CinecubeError:
         pytest.skip("offline real clips not installed")
     out = tmp_path / "ae.json"
-    # The bundled model works on pixels: its autoencoder is the identity.
+    # A pixel-space model's autoencoder is the identity.
     code = cli.main(["eval", "autoencoder", "--clips", "carphone", "--max-frames", "3", "--out", str(out),
-                     "--images", str(tmp_path / "images"), "--model", str(default_model_dir())])
+                     "--images", str(tmp_path / "images"), "--model", str(tiny_run)])
     printed = capsys.readouterr().out
     assert code == 0 and "identity" in printed
     report = json.loads(out.read_text())
@@ -160,11 +160,11 @@ def test_eval_command_writes_json_and_images(tmp_path, capsys):
         assert 23 < report["mean_psnr"] < 40 and report["mean_ssim"] > 0.75
 
 
-def test_reconstruct_keeps_size_and_frame_rate(tmp_path, tiny_autoencoder, capsys):
+def test_reconstruct_keeps_size_and_frame_rate(tmp_path, tiny_autoencoder, capsys, tiny_run):
     source = tmp_path / "odd.mp4"
     write_video(source, _textured(7, 37, 53), fps=12)                 # odd sizes, 7 frames
     folder = save_autoencoder(tmp_path / "ae", tiny_autoencoder)
-    cases = [(tmp_path / "same.mp4", ["--model", str(default_model_dir())]),     # pixel space: identity
+    cases = [(tmp_path / "same.mp4", ["--model", str(tiny_run)]),                # pixel space: identity
              (tmp_path / "tiny.mp4", ["--autoencoder", str(folder)])]
     if (default_autoencoder_dir() / "model.safetensors").exists():
         cases.append((tmp_path / "bundled.mp4", []))                             # the default
