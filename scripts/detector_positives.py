@@ -19,7 +19,7 @@ import numpy as np
 from cinecube.data.shapes import ShapesWorld, WorldConfig
 from cinecube.pipeline import Pipeline
 
-# Canvases the bundled model generates at (multiples of its 4-pixel cubes), 1:1 and wide/tall.
+# Canvases the bundled model generates at (multiples of its 16-pixel cells), 1:1 and wide/tall.
 CANVASES = [(64, 64), (48, 80), (80, 48), (64, 96), (96, 64), (64, 64), (96, 96)]
 OTHER_PROMPTS = [
     "a dog running on the beach", "city traffic at night", "waves crashing on rocks",

@@ -264,3 +264,22 @@ def test_eval_case_properties(cases: list[EvalCase]) -> None:
     assert (case.frames, case.height, case.width) == (case.scene.frames, case.scene.height, case.scene.width)
     assert ground_truth_generate(case).shape == (case.frames, case.height, case.width, 3)
     assert Scene.from_dict(json.loads(json.dumps(case.to_dict()))["scene"]) == case.scene
+
+
+def test_ceiling_scores_the_worlds_renders_through_the_models_autoencoder(tmp_path, tiny_run, capsys) -> None:
+    from cinecube.cli import main
+
+    # A pixel-space model's autoencoder is the identity: its ceiling is the measurer's own 100 %.
+    out = tmp_path / "pixel.json"
+    assert main(["eval", "adherence", "--model", str(tiny_run), "--n", "4", "--ceiling", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["model"]["ceiling"] and all(v == 1.0 for v in report["accuracy"].values() if v is not None)
+    # The bundled model works in a 4x8x8 latent space, which loses detail: colour and count
+    # survive it, and every case is measured at a size the model allows (16-px cells).
+    out = tmp_path / "bundled.json"
+    assert main(["eval", "adherence", "--n", "8", "--ceiling", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["accuracy"]["color"] >= 0.75 and report["accuracy"]["count"] >= 0.75
+    assert all(c["video_shape"][1] % 16 == 0 and c["video_shape"][2] % 16 == 0 for c in report["records"])
+    assert [c["video_shape"][0] for c in report["records"]] == [c["canvas"][2] for c in report["records"]]
+    capsys.readouterr()

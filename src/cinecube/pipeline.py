@@ -49,8 +49,9 @@ def default_model_dir() -> Path:
 
 
 def default_autoencoder_dir() -> Path:
-    """The bundled video autoencoder shipped inside the package (for `reconstruct`, latents)."""
-    return Path(str(resources.files("cinecube") / "weights" / "autoencoder"))
+    """The bundled video autoencoder: the one the bundled model works in (for `reconstruct`,
+    `eval autoencoder`, latent caches)."""
+    return default_model_dir() / "autoencoder"
 
 
 @dataclass

@@ -71,8 +71,7 @@ def _autoencoder_arguments(parser: argparse.ArgumentParser) -> None:
 def load_command_autoencoder(autoencoder: str | None, model: str | None):
     """(autoencoder, one-line description). A pixel autoencoder is the identity map.
 
-    With neither given: the bundled model's autoencoder, or, when that model works on pixels,
-    the bundled autoencoder (weights/autoencoder) if the package ships one."""
+    With neither given: the bundled model's autoencoder (weights/default/autoencoder)."""
     from ..autoencoder import PixelAutoencoder, load_autoencoder
     from ..train.checkpoint import load_checkpoint
 
@@ -80,14 +79,12 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
         ae = load_autoencoder(autoencoder)
         return ae, f"causal3d autoencoder from {autoencoder}"
     if model is None:
-        from ..pipeline import default_autoencoder_dir, default_model_dir
+        from ..pipeline import default_model_dir
         model_path, label = default_model_dir(), "the bundled model"
     else:
         model_path, label = Path(model), model
     checkpoint = load_checkpoint(model_path)
     config = checkpoint.model_config.autoencoder
-    if model is None and config.kind == "pixel" and (default_autoencoder_dir() / "model.safetensors").exists():
-        return load_autoencoder(default_autoencoder_dir()), "the bundled causal3d autoencoder"
     if config.kind == "pixel":
         return PixelAutoencoder(config), f"{label} uses the pixel autoencoder: the identity (no compression)"
     from ..train.checkpoint import load_model_autoencoder
