@@ -93,10 +93,8 @@ def check_output_path(path: str | os.PathLike, frames: int) -> None:
 
 def allowed_sizes_message(config: ModelConfig, autoencoder: Autoencoder) -> str:
     grid = autoencoder.config.spatial_factor * config.patch_size[1]
-    tf = autoencoder.config.temporal_factor
-    frames = f"1..{config.max_frames}"
     return (f"height and width: multiples of {grid} from {grid} to {config.max_side}; "
-            f"frames: {frames}; at most {config.max_tokens} tokens per video")
+            f"frames: 1..{config.max_frames}; at most {config.max_tokens} tokens per video")
 
 
 class Pipeline:
