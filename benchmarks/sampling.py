@@ -95,8 +95,7 @@ def model_tokens(config, autoencoder, frames: int, height: int, width: int) -> i
     """Tokens of one generated video (the latent frames that cover `frames`)."""
     from cinecube.pipeline import tokens_for_size
 
-    made = autoencoder.pixel_frames(autoencoder.latent_frames_covering(frames))
-    return tokens_for_size(config, autoencoder, made, height, width)
+    return tokens_for_size(config, autoencoder, autoencoder.frames_covering(frames), height, width)
 
 
 def autoencoder_fps(preset: str, height: int, width: int, frames: int, repeats: int = 2) -> dict:

@@ -68,6 +68,10 @@ class Autoencoder(nn.Module, ABC):
         makes those and drops the surplus, so any frame count can be asked for)."""
         return 1 + -(-(frames - 1) // self.config.temporal_factor)
 
+    def frames_covering(self, frames: int) -> int:
+        """How many frames generation makes for a request of `frames` (before dropping the surplus)."""
+        return self.pixel_frames(self.latent_frames_covering(frames))
+
     def valid_frames(self, frames: int) -> bool:
         return frames >= 1 and (frames - 1) % self.config.temporal_factor == 0
 

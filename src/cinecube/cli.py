@@ -222,11 +222,9 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
     print(report.table())
     out = Path(args.out)
     result = report.to_json()
-    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256,
-                       "steps": args.steps, "guidance": args.guidance}
-    if args.ceiling:
-        result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256,
-                           "ceiling": "ground-truth renders through the model's autoencoder"}
+    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256}
+    result["model"].update({"ceiling": "ground-truth renders through the model's autoencoder"} if args.ceiling
+                           else {"steps": args.steps, "guidance": args.guidance})
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)
@@ -244,7 +242,7 @@ def autoencoder_round_trip(autoencoder, scene, frames: int, height: int, width: 
     from .autoencoder import frames_to_tensor, tensor_to_frames
     from .data.shapes import render
 
-    made = autoencoder.pixel_frames(autoencoder.latent_frames_covering(frames))
+    made = autoencoder.frames_covering(frames)
     video = render(dataclasses.replace(scene, frames=made, height=height, width=width))
     with torch.no_grad():
         decoded = autoencoder.decode(autoencoder.encode(frames_to_tensor(video)))

@@ -171,8 +171,8 @@ class Pipeline:
 
     def num_tokens(self, frames: int, height: int, width: int) -> int:
         """Tokens of a generated video: a causal autoencoder's layout covering `frames`."""
-        made = self.autoencoder.pixel_frames(self.autoencoder.latent_frames_covering(frames))
-        return tokens_for_size(self.config, self.autoencoder, made, height, width)
+        return tokens_for_size(self.config, self.autoencoder, self.autoencoder.frames_covering(frames),
+                               height, width)
 
     # --------------------------------------------------------------------------- generation
 
