@@ -279,3 +279,51 @@ def test_footage_worlds_in_the_training_loop_and_pixel_mix_unchanged():
     assert all((f - 1) % 4 == 0 for f in latent_mix.frame_counts) and len(latent_mix.frame_counts) >= 2
     with pytest.raises(CinecubeError, match="allowed"):
         make_world("kinetics", train_config, seed=0)
+
+
+def test_cache_stores_caption_embeddings_and_training_uses_them(tmp_path, autoencoder_dir, cache, no_samples,
+                                                               monkeypatch):
+    from cinecube.text import TextEncoder, get_text_encoder
+
+    # The module's cache (64 tokens, the default) holds one embedding per distinct caption.
+    index = json.loads((cache / "index.json").read_text())
+    assert index["text"] == {"file": "text.safetensors", "encoder": "all-MiniLM-L6-v2", "max_tokens": 64,
+                             "count": len(set(LatentDataset(cache).captions))}
+    data = LatentDataset(cache)
+    assert data.text_encoder_settings == ("all-MiniLM-L6-v2", 64)
+    encoder = get_text_encoder(64)
+    for item in (data[0], data[7]):
+        torch.testing.assert_close(item.text, encoder._encode_one(item.caption), rtol=1e-4, atol=1e-4)
+
+    # A cache made without them gets them when the same command is rerun.
+    out = tmp_path / "latents"
+    cache_latents(out, autoencoder_dir, world="mix", n=3, max_frames=5, progress=False, text_max_tokens=None)
+    assert "text" not in json.loads((out / "index.json").read_text()) and not (out / "text.safetensors").exists()
+    assert LatentDataset(out).text_encoder_settings is None and LatentDataset(out)[0].text is None
+    cache_latents(out, autoencoder_dir, world="mix", n=3, max_frames=5, progress=False, text_max_tokens=32)
+    assert LatentDataset(out).text_encoder_settings == ("all-MiniLM-L6-v2", 32)
+    # Caches whose embeddings differ in encoder settings are read without them.
+    assert LatentDataset([out, cache]).text_encoder_settings is None
+
+    # Training with the model's token limit (32) never runs the text encoder on a caption;
+    # the stored embedding is what the model sees.
+    encoded = []
+    real_encode_one = TextEncoder._encode_one
+    monkeypatch.setattr(TextEncoder, "_encode_one",
+                        lambda self, prompt: encoded.append(prompt) or real_encode_one(self, prompt))
+    train(LATENT_MODEL, quick(2), tmp_path / "run", progress=False, latents=out)
+    assert set(encoded) <= {""}          # only the unconditional prompt of caption dropout
+    stored = LatentDataset(out)[0]
+    assert torch.equal(get_text_encoder(32)._cache[stored.caption], stored.text)
+    get_text_encoder(32)._cache.clear()  # (earlier tests encoded these captions)
+    train(LATENT_MODEL, quick(2), tmp_path / "run-live", progress=False, latents=cache)
+    assert set(encoded) - {""}            # 64-token embeddings do not fit this model: encoded live
+
+
+def test_bf16_autocast_is_used_only_where_bf16_matmuls_pay(monkeypatch):
+    speedup = loop.bf16_matmul_speedup()
+    assert speedup > 0
+    assert loop.bf16_supported(torch.device("cpu")) == (speedup >= 1.25)
+    for measured, expected in ((0.5, False), (1.1, False), (2.8, True)):
+        monkeypatch.setattr(loop, "bf16_matmul_speedup", lambda measured=measured: measured)
+        assert loop.bf16_supported(torch.device("cpu")) is expected

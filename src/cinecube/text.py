@@ -45,7 +45,10 @@ class TextEncoder:
     """
 
     def __init__(self, model_path: str | None = None, max_tokens: int = 64, cache_size: int = 65536):
-        self.tokenizer, self.model = _load_frozen(model_path or _minilm_path())
+        path = model_path or _minilm_path()
+        self.tokenizer, self.model = _load_frozen(path)
+        # Names the encoder in stored embeddings (latent caches).
+        self.name = "all-MiniLM-L6-v2" if model_path is None else os.path.basename(os.path.normpath(path))
         self.max_tokens = max_tokens
         self.dim = self.model.config.hidden_size
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
@@ -61,6 +64,37 @@ class TextEncoder:
         # other prompts share its batch (float rounding would), or resumed runs would drift.
         batch = self.tokenizer([prompt], truncation=True, max_length=self.max_tokens, return_tensors="pt")
         return self.model(**batch).last_hidden_state[0].clone()    # (L, 384)
+
+    @torch.no_grad()
+    def encode_many(self, prompts: list[str], batch_size: int = 64, progress: bool = False) -> list[Tensor]:
+        """Per-token embeddings (L_i, 384) of many prompts, in batches: ~3x faster than one by one.
+
+        Prompts are sorted by token count so each batch pads little; padded keys are masked,
+        so a row differs from `encode` of that prompt alone only by float rounding (~1e-5).
+        The result is a pure function of the list, which is what a stored cache needs.
+        """
+        from tqdm.auto import tqdm
+
+        lengths = [min(self.token_count(p), self.max_tokens) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+        out: list[Tensor] = [torch.empty(0)] * len(prompts)
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="encoding captions", unit="batch", disable=not progress, dynamic_ncols=True):
+            members = order[start:start + batch_size]
+            batch = self.tokenizer([prompts[i] for i in members], truncation=True, max_length=self.max_tokens,
+                                   padding=True, return_tensors="pt")
+            hidden = self.model(**batch).last_hidden_state                    # (B, L, 384)
+            for row, i in enumerate(members):
+                out[i] = hidden[row, : lengths[i]].clone()
+        return out
+
+    def remember(self, prompt: str, embedding: Tensor) -> None:
+        """Put a stored embedding (L, 384) of `prompt` (e.g. from a latent cache) in the cache."""
+        if embedding.ndim != 2 or embedding.shape[1] != self.dim or not 0 < embedding.shape[0] <= self.max_tokens:
+            raise ValueError(f"embedding of shape {tuple(embedding.shape)} does not fit this encoder "
+                             f"(L <= {self.max_tokens}, {self.dim})")
+        self._cache[prompt] = embedding
+        self._cache.move_to_end(prompt)
 
     def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         for prompt in dict.fromkeys(p for p in prompts if p not in self._cache):

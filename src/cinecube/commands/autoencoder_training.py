@@ -86,6 +86,9 @@ def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     c.add_argument("--device", default="cpu")
+    c.add_argument("--text-max-tokens", type=int, default=64,
+                   help="also store the captions' text embeddings, cut to this many tokens: the "
+                        "model's text_max_tokens (default 64; 0: do not store them)")
     c.set_defaults(func=cmd_cache_latents)
 
 
@@ -200,9 +203,12 @@ def cmd_cache_latents(args: argparse.Namespace) -> int:
     if args.corpus is not None and args.n is not None:
         raise CinecubeError("--n goes with --world; a --corpus folder is encoded whole")
     canvases = CACHE_CANVASES if args.canvases is None else parse_canvases(args.canvases)
+    if args.text_max_tokens < 0:
+        raise CinecubeError(f"--text-max-tokens must be 0 (no text embeddings) or more, got {args.text_max_tokens}")
     index = cache_latents(args.out, args.autoencoder, corpus=args.corpus, world=args.world, n=args.n,
                           seed=args.seed, canvases=canvases, max_frames=args.max_frames, shard_size=args.shard_size,
-                          dtype=args.dtype, device=args.device, progress=sys.stderr.isatty())
+                          dtype=args.dtype, device=args.device, progress=sys.stderr.isatty(),
+                          text_max_tokens=args.text_max_tokens or None)
     seconds = index.get("seconds")
     timing = f" in {seconds:.1f} s" if seconds is not None else " (already complete)"
     print(f"wrote {index['items']} latents in {len(index['shards'])} shards to {args.out}{timing}")

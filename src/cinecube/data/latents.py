@@ -15,6 +15,12 @@ every step. A cache folder:
     DIR/autoencoder/                the autoencoder that made the latents (save_autoencoder)
     DIR/shards/000000.safetensors   tensors "0", "1", ... : latents (C, T', H', W') of mixed
                                     sizes, in item order, posterior means, scaled
+    DIR/text.safetensors            tensors "0", "1", ... : the text encoder's per-token
+                                    embeddings (L, 384) of each distinct caption, in order of
+                                    first appearance; the index names the encoder and its
+                                    max_tokens. Training takes them instead of running the text
+                                    encoder, which otherwise costs as much as the transformer
+                                    step in the first epoch.
 
 Shard k holds items k*S .. k*S+S-1. Each shard is written to a temporary file and renamed,
 then the index is rewritten (also atomically), so an interrupted run keeps every finished
@@ -46,6 +52,7 @@ from ..errors import CinecubeError
 FORMAT = "cinecube-latents/1"
 INDEX_FILE = "index.json"
 SHARDS_DIR = "shards"
+TEXT_FILE = "text.safetensors"
 AUTOENCODER_DIR = "autoencoder"
 # World clips: canvases that are whole latent patches for an 8x autoencoder and a 2x2 patch.
 CACHE_CANVASES: tuple[tuple[int, int], ...] = ((32, 32), (48, 48), (64, 64), (48, 64), (64, 48), (32, 64), (64, 32))
@@ -56,6 +63,7 @@ class CachedLatent:
     latent: Tensor      # (C, T', H', W')
     caption: str
     id: str
+    text: Tensor | None = None    # (L, 384) stored caption embedding, when the cache has them
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -94,12 +102,15 @@ def _corpus_items(folder: Path, max_frames: int, multiple: int) -> Iterator[tupl
 def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str | Path | None = None,
                   world: str | None = None, n: int | None = None, seed: int = 0, max_frames: int = 17,
                   canvases: Sequence[tuple[int, int]] = CACHE_CANVASES, shard_size: int = 256,
-                  dtype: str = "float32", device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+                  dtype: str = "float32", device: str = "cpu", progress: bool = True,
+                  text_max_tokens: int | None = 64) -> dict[str, Any]:
     """Encode a corpus folder or `n` clips of a world into `out_dir`; returns the index.
 
     Clips are cropped to the autoencoder's layout (1 + tf*k frames, multiples of its spatial
     factor). Rerunning with the same arguments keeps the finished shards and goes on; other
-    arguments on an existing cache are refused.
+    arguments on an existing cache are refused. The captions' text embeddings are stored too
+    (`text_max_tokens`, the model's `text_max_tokens`; None: not stored); a finished cache
+    without them gets them on a rerun.
     """
     from safetensors import SafetensorError
     from safetensors.torch import save_file
@@ -150,7 +161,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
                 break
             shards.append(shard)
         if old.get("complete") and len(shards) == len(old.get("shards", [])):
-            return old
+            return _store_text(out, old, text_max_tokens, progress)
     else:
         save_autoencoder(ae_dir, network)    # (replacing any left by a run that never wrote an index)
 
@@ -162,7 +173,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
     write_index(False)
     done = len(shards) * shard_size
     if shards and shards[-1]["count"] < shard_size:        # the last shard was the final one
-        return write_index(True)
+        return _store_text(out, write_index(True), text_max_tokens, progress)
     items = (_corpus_items(Path(corpus), max_frames, s) if corpus is not None
              else _world_items(world, n, seed, tuple(canvases), frame_counts))
     torch_dtype = getattr(torch, dtype)
@@ -205,8 +216,37 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
         raise CinecubeError(f"cannot write latent shards in '{out}': {error}") from None
     finally:
         bar.close()
-    index = write_index(True)
+    index = _store_text(out, write_index(True), text_max_tokens, progress)
     index["seconds"] = round(time.time() - started, 2)
+    return index
+
+
+def _distinct_captions(index: dict[str, Any]) -> list[str]:
+    """A cache's captions, each once, in order of first appearance: text.safetensors' order."""
+    return list(dict.fromkeys(c for shard in index["shards"] for c in shard["captions"]))
+
+
+def _store_text(out: Path, index: dict[str, Any], max_tokens: int | None, progress: bool) -> dict[str, Any]:
+    """Write the text embeddings of a finished cache's captions (if asked and not there yet)."""
+    from safetensors.torch import save_file
+
+    from ..text import get_text_encoder
+
+    if max_tokens is None:
+        return index
+    encoder = get_text_encoder(max_tokens)
+    settings = {"file": TEXT_FILE, "encoder": encoder.name, "max_tokens": max_tokens}
+    stored = index.get("text") or {}
+    if {k: stored.get(k) for k in settings} == settings and (out / TEXT_FILE).is_file():
+        return index
+    captions = _distinct_captions(index)
+    embeddings = encoder.encode_many(captions, progress=progress)
+    tmp = out / f".{TEXT_FILE}.tmp-{os.getpid()}"
+    save_file({str(i): e.contiguous() for i, e in enumerate(embeddings)}, str(tmp))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / TEXT_FILE)
+    index = {**index, "text": {**settings, "count": len(captions)}}
+    _atomic_write_text(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
     return index
 
 
@@ -253,6 +293,15 @@ class LatentDataset:
         if not self._where:
             raise CinecubeError(f"latent cache '{self.folder}' holds no latents")
         self._open: dict[tuple[int, int], Any] = {}
+        # Stored caption embeddings: used only when every cache has them from one encoder setting.
+        texts = [index.get("text") for index in self.indexes]
+        settings = {(t["encoder"], t["max_tokens"]) if t else None for t in texts}
+        self.text_encoder_settings: tuple[str, int] | None = None
+        if len(settings) == 1 and None not in settings and all((f / TEXT_FILE).is_file() for f in self.folders):
+            self.text_encoder_settings = next(iter(settings))
+            numbers = [{c: i for i, c in enumerate(_distinct_captions(index))} for index in self.indexes]
+            self._text_key = [str(numbers[c][caption]) for (c, _, _), caption in zip(self._where, self.captions)]
+        self._text_open: dict[int, Any] = {}
 
     @staticmethod
     def _read_index(folder: Path) -> dict[str, Any]:
@@ -290,7 +339,21 @@ class LatentDataset:
                 self._open.pop(next(iter(self._open)))
             self._open[(cache, shard)] = handle
         latent = handle.get_tensor(key).float()
-        return CachedLatent(latent, self.captions[item], self.ids[item])
+        return CachedLatent(latent, self.captions[item], self.ids[item], self._text_of(item, cache))
+
+    def _text_of(self, item: int, cache: int) -> Tensor | None:
+        from safetensors import SafetensorError, safe_open
+
+        if self.text_encoder_settings is None:
+            return None
+        handle = self._text_open.get(cache)
+        if handle is None:
+            path = self.folders[cache] / TEXT_FILE
+            try:
+                handle = self._text_open[cache] = safe_open(str(path), framework="pt")
+            except (SafetensorError, OSError) as error:
+                raise CinecubeError(f"latent cache '{self.folders[cache]}': {TEXT_FILE} is unreadable ({error})") from None
+        return handle.get_tensor(self._text_key[item])
 
 
 class LatentStream:

@@ -14,6 +14,7 @@ stream reads stored latents instead of rendering and encoding videos every step.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -60,19 +61,32 @@ class TrainResult:
 def bf16_supported(device: torch.device) -> bool:
     """bf16 autocast only where bf16 matmuls beat fp32.
 
-    On CPUs that means AMX tiles: with only avx512_bf16 the measured bf16 matmul peak was 0.51x
-    the fp32 one and a bf16 training step 0.62x as fast (docs/benchmarks.md)."""
+    On GPUs that is wherever bf16 exists. On CPUs it depends on more than the flags: with
+    AMX tiles or AMD Zen 4's bf16 dot products a bf16 matmul ran 2.8x as fast as fp32 here, on a
+    Xeon with avx512_bf16 but no AMX at 0.51x (docs/benchmarks.md). So it is measured, once
+    per process (~0.1 s).
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return torch.backends.cpu.get_cpu_capability() == "AMX" and _cpu_has_bf16_flags()
+    return device.type == "cpu" and bf16_matmul_speedup() >= 1.25
 
 
-def _cpu_has_bf16_flags() -> bool:
+@functools.lru_cache(maxsize=1)
+def bf16_matmul_speedup(size: int = 768) -> float:
+    """How many times faster a (size x size) @ (size x size) matmul runs in bf16 than in fp32 on
+    this CPU (best of 3 each, interleaved); 0 where bf16 matmuls are not available."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
+        a32, b32 = torch.randn(size, size), torch.randn(size, size)
+        a16, b16 = a32.bfloat16(), b32.bfloat16()
+        best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+        for _ in range(4):
+            for dtype, (a, b) in ((torch.float32, (a32, b32)), (torch.bfloat16, (a16, b16))):
+                started = time.perf_counter()
+                torch.mm(a, b)
+                best[dtype] = min(best[dtype], time.perf_counter() - started)
+    except RuntimeError:
+        return 0.0
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 WORLDS = ("shapes", "fashion", "pans", "mix")
@@ -218,6 +232,13 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
         run_info["latents"] = [str(f.resolve()) for f in latent_data.folders]
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     use_bf16 = train_config.bf16 and bf16_supported(dev)
+    # Caption embeddings stored in the latent cache stand in for the text encoder when they
+    # were made by the same encoder with the model's token limit.
+    stored_text = (latent_data is not None and latent_data.text_encoder_settings
+                   == (text_encoder.name, model_config.text_max_tokens))
+    if latent_data is not None and not stored_text and progress:
+        tqdm.write("the latent cache has no caption embeddings for this model's text encoder; encoding "
+                   "captions as they come (rerun `cinecube data cache-latents` to store them)", file=sys.stderr)
     last_stop = train_config.steps if stop_after is None else min(stop_after, train_config.steps)
     bar = tqdm(total=last_stop, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
     metrics = (run_dir / "metrics.jsonl").open("a")
@@ -226,6 +247,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     try:
         while step < last_stop:
             batch = stream.next_batch()
+            if stored_text:
+                for item in batch:
+                    text_encoder.remember(item.caption, item.text)
             loss, n_tokens = _loss_for_batch(model, autoencoder_net, text_encoder, objective, batch,
                                               train_config, step, dev, use_bf16)
             loss_value = loss.item()   # one host sync per step: needed to refuse a bad loss
