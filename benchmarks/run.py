@@ -120,6 +120,12 @@ def training_rows(tr: dict, peaks: dict, row) -> None:
             tr[key]["flop_per_s"] / peaks[p], TARGETS["mfu"] if key == best else None, "FLOP/s")
     row("MFU diffusers CogVideoX training step (fp32) vs fp32 matmul peak", tr["diffusers_fp32"]["flop_per_s"],
         peaks["fp32"], tr["diffusers_fp32"]["flop_per_s"] / peaks["fp32"], None, "FLOP/s")
+    if "diffusers_bf16" in tr:
+        row("training tokens/s, cinecube vs diffusers CogVideoX, both in bf16 autocast",
+            tr["cinecube_bf16"]["tokens_per_s"], tr["diffusers_bf16"]["tokens_per_s"],
+            tr["cinecube_bf16"]["tokens_per_s"] / tr["diffusers_bf16"]["tokens_per_s"], None, "tokens/s")
+        row("MFU diffusers CogVideoX training step (bf16) vs bf16 matmul peak", tr["diffusers_bf16"]["flop_per_s"],
+            peaks["bf16"], tr["diffusers_bf16"]["flop_per_s"] / peaks["bf16"], None, "FLOP/s")
     if "cinecube_bf16" in tr:
         row("cinecube training step, bf16 autocast vs fp32", tr["cinecube_bf16"]["tokens_per_s"],
             tr["cinecube_fp32"]["tokens_per_s"],

@@ -151,6 +151,8 @@ def run(quick: bool, repeats: int | None = None) -> dict:
     }
     if bf16_cpu_supported():
         builders["cinecube_bf16"] = lambda: cinecube_step(size, bf16=True)
+        # The reference under the same autocast, so a bf16 win is not credited to cinecube alone.
+        builders["diffusers_bf16"] = lambda: diffusers_step(size, size.text_slots, bf16=True)
     built = {name: builder() for name, builder in builders.items()}
     peak_size = 256 if quick else 2048
     peak_calls = {f"matmul_{k}": fn for k, fn in matmul_calls(peak_size).items()}

@@ -64,18 +64,24 @@ def test_padding_baseline_computes_the_same_as_packing():
     batch = pack(videos, PRESETS["tiny"].patch_size)
     text, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
     t = torch.tensor([0.3, 0.8])
-    with torch.no_grad():
-        packed = model(batch.tokens, batch.positions, batch.segment_ids, t[batch.segment_ids], text, mask)
-        longest = max(batch.lengths)
-        tokens = torch.zeros(2, longest, batch.tokens.shape[1])
-        positions = torch.zeros(2, longest, 3)
-        valid = torch.zeros(2, longest, dtype=torch.bool)
-        for i, (seq, pos) in enumerate(zip(batch.tokens.split(batch.lengths), batch.positions.split(batch.lengths))):
-            tokens[i, :len(seq)], positions[i, :len(seq)], valid[i, :len(seq)] = seq, pos, True
-        segment_ids = torch.arange(2).repeat_interleave(longest)
-        with packing.key_padding_self_attention(valid):
-            padded = model(tokens.view(-1, tokens.shape[-1]), positions.view(-1, 3), segment_ids,
-                           t[segment_ids], text, mask)
+    for training in (False, True):   # inference runs the fused kernel, CPU training plain matmuls
+        with torch.set_grad_enabled(training):
+            check_padded_equals_packed(model, batch, text, mask, t)
+
+
+def check_padded_equals_packed(model, batch, text, mask, t):
+    """The model on the packed batch and on the same videos padded to one length agree."""
+    packed = model(batch.tokens, batch.positions, batch.segment_ids, t[batch.segment_ids], text, mask)
+    longest = max(batch.lengths)
+    tokens = torch.zeros(2, longest, batch.tokens.shape[1])
+    positions = torch.zeros(2, longest, 3)
+    valid = torch.zeros(2, longest, dtype=torch.bool)
+    for i, (seq, pos) in enumerate(zip(batch.tokens.split(batch.lengths), batch.positions.split(batch.lengths))):
+        tokens[i, :len(seq)], positions[i, :len(seq)], valid[i, :len(seq)] = seq, pos, True
+    segment_ids = torch.arange(2).repeat_interleave(longest)
+    with packing.key_padding_self_attention(valid):
+        padded = model(tokens.view(-1, tokens.shape[-1]), positions.view(-1, 3), segment_ids,
+                       t[segment_ids], text, mask)
     torch.testing.assert_close(padded[valid.view(-1)], packed, atol=1e-5, rtol=1e-4)
 
 

@@ -121,6 +121,53 @@ def test_varlen_attention_matches_dense_masked_attention():
     torch.testing.assert_close(out, dense)
 
 
+def test_cpu_training_attention_matches_the_fused_kernel_in_values_and_gradients():
+    # With gradients on, CPU attention runs as plain matmuls (faster backward); without, the
+    # fused kernel. Both must give the same outputs and the same gradients.
+    torch.manual_seed(0)
+    lengths, text_lengths = [5, 3, 5, 7], [4, 4, 2, 6]
+    q, k, v = (torch.randn(20, 2, 8, requires_grad=True) for _ in range(3))
+    kt, vt = (torch.randn(16, 2, 8, requires_grad=True) for _ in range(2))
+    with torch.no_grad():
+        fused_self = varlen_attention(q, k, v, lengths, lengths)
+        fused_cross = varlen_attention(q, kt, vt, lengths, text_lengths)
+    out_self = varlen_attention(q, k, v, lengths, lengths)
+    out_cross = varlen_attention(q, kt, vt, lengths, text_lengths)
+    torch.testing.assert_close(out_self, fused_self)
+    torch.testing.assert_close(out_cross, fused_cross)
+    (out_self.square().sum() + out_cross.sum()).backward()
+    grads = [t.grad.clone() for t in (q, k, v, kt, vt)]
+    for t in (q, k, v, kt, vt):
+        t.grad = None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    import cinecube.transformer as transformer_module
+
+    reference = transformer_module._attend_by_matmul
+    try:   # the same computation through scaled_dot_product_attention's own backward
+        transformer_module._attend_by_matmul = torch.nn.functional.scaled_dot_product_attention
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            (varlen_attention(q, k, v, lengths, lengths).square().sum()
+             + varlen_attention(q, kt, vt, lengths, text_lengths).sum()).backward()
+    finally:
+        transformer_module._attend_by_matmul = reference
+    for mine, theirs in zip(grads, (t.grad for t in (q, k, v, kt, vt))):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_qk_norm_under_bf16_autocast_matches_the_module():
+    from cinecube.transformer import rms_norm
+
+    norm = torch.nn.RMSNorm(8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(6, 2, 8)
+    torch.testing.assert_close(rms_norm(norm, x), norm(x), rtol=0, atol=0)
+    half = rms_norm(norm, x.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), norm(x), rtol=2e-2, atol=2e-2)
+
+
 def test_bad_inputs_are_refused():
     model = randomised_model()
     batch = pack([torch.randn(3, 2, 8, 8)], CONFIG.patch_size)
