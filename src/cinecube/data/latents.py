@@ -335,7 +335,7 @@ class LatentDataset:
                 handle = safe_open(str(path), framework="pt")
             except (SafetensorError, OSError) as error:
                 raise CinecubeError(f"latent cache '{folder}': {path.name} is unreadable ({error})") from None
-            if len(self._open) >= 4:         # a few open shards at most
+            if len(self._open) >= 256:       # (reopening a shard costs ~0.4 ms an item)
                 self._open.pop(next(iter(self._open)))
             self._open[(cache, shard)] = handle
         latent = handle.get_tensor(key).float()
