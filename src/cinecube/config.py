@@ -139,7 +139,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
-    bf16: bool = False                    # autocast; only where the processor supports it well
+    bf16: bool = False                    # autocast, where bf16 matmuls measure faster (train.loop.bf16_supported)
     seed: int = 0
     log_every: int = 10
     sample_every: int = 500
