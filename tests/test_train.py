@@ -120,3 +120,25 @@ def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_sa
         torch.testing.assert_close(tuned[key], value, atol=1e-6, rtol=1e-5)
     with pytest.raises(CheckpointError, match="differs"):
         train(PRESETS["small"], quick(1), tmp_path / "other", progress=False, init_from=tiny_run)
+
+
+def test_cooldown_decays_the_learning_rate_to_zero_over_the_last_steps(tmp_path, capsys):
+    constant = quick(100, warmup_steps=10)
+    cooled = dataclasses.replace(constant, cooldown_steps=40)
+    rates = [loop.learning_rate(step, cooled) for step in range(100)]
+    # Warm-up and the stable phase are those of the constant schedule, so a constant-rate run
+    # can be cooled down from any of its checkpoints.
+    assert rates[:60] == [loop.learning_rate(step, constant) for step in range(60)]
+    assert rates[59] == constant.lr and rates[60] == pytest.approx(constant.lr)
+    assert all(a > b > 0 for a, b in zip(rates[60:], rates[61:]))
+    assert rates[99] == pytest.approx(constant.lr / 40)
+    assert rates[80] == pytest.approx(constant.lr / 2)
+
+    from cinecube.cli import main
+
+    for value in ("-1", "300"):
+        assert main(["train", "--preset", "tiny", "--steps", "200", "--cooldown-steps", value,
+                     "--out", str(tmp_path / "run")]) != 0
+        error = capsys.readouterr().err
+        assert f"--cooldown-steps must be 0..200 (the run's steps), got {value}" in error
+    assert not (tmp_path / "run").exists()

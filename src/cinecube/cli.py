@@ -111,6 +111,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="start a new run from this model's weights (same architecture), fresh optimizer")
     p.add_argument("--tokens-per-step", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--cooldown-steps", type=int, default=None,
+                   help="decay the learning rate linearly to 0 over the last this many of --steps "
+                        "(default 0: constant after warm-up); works on --resume too")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast where bf16 matmuls measure faster than fp32 (small, base and "
                         "large ask for it already)")
@@ -137,14 +140,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_config = ModelConfig.from_dict(saved["model"])
     overrides = {"steps": args.steps, "tokens_per_step": args.tokens_per_step, "lr": args.lr,
                  "seed": args.seed, "checkpoint_every": args.checkpoint_every,
-                 "sample_every": args.sample_every}
+                 "sample_every": args.sample_every, "cooldown_steps": args.cooldown_steps}
     if args.bf16:
         overrides["bf16"] = True
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for key, value in overrides.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and key != "seed":
+        if key in ("seed", "bf16", "cooldown_steps"):
+            continue
+        if value <= 0:
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train_config = dataclasses.replace(train_config, **overrides)
+    if not 0 <= train_config.cooldown_steps <= train_config.steps:
+        raise CinecubeError(f"--cooldown-steps must be 0..{train_config.steps} (the run's steps), "
+                            f"got {train_config.cooldown_steps}")
     if args.latents is not None:
         args.latents = [part for part in args.latents.split(",") if part]
     resuming = args.resume and checkpoint_dirs(args.out) and run_json.exists()

@@ -136,6 +136,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 200
+    cooldown_steps: int = 0               # > 0: lr decays linearly to 0 over the last this many steps
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1

@@ -132,10 +132,16 @@ def fit_mix(mix: SizeMix, model_config: ModelConfig, train: TrainConfig) -> Size
 
 
 def learning_rate(step: int, train: TrainConfig) -> float:
-    """Linear warmup, then constant (EMA weights do the averaging; runs can be extended).
+    """Linear warmup, then constant (EMA weights do the averaging; runs can be extended), and
+    with `cooldown_steps` a linear decay to zero over the last that many of `steps`
+    (warmup-stable-decay: a constant-rate run can be cooled down from any checkpoint).
 
     Any config with `lr` and `warmup_steps` works (the autoencoder's training uses it too)."""
-    return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
+    rate = train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
+    cooldown = getattr(train, "cooldown_steps", 0)
+    if cooldown > 0:
+        rate *= min(1.0, (train.steps - step) / cooldown)
+    return rate
 
 
 @torch.no_grad()
