@@ -115,8 +115,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="decay the learning rate linearly to 0 over the last this many of --steps "
                         "(default 0: constant after warm-up); works on --resume too")
     p.add_argument("--bf16", action="store_true",
-                   help="bf16 autocast where bf16 matmuls measure faster than fp32 (small, base and "
-                        "large ask for it already)")
+                   help="bf16 autocast where bf16 matmuls measure faster than fp32 (base and large ask "
+                        "for it already)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--sample-every", type=int, default=None)
