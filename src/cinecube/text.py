@@ -67,7 +67,7 @@ class TextEncoder:
 
     @torch.no_grad()
     def encode_many(self, prompts: list[str], batch_size: int = 64, progress: bool = False) -> list[Tensor]:
-        """Per-token embeddings (L_i, 384) of many prompts, in batches: ~3x faster than one by one.
+        """Per-token embeddings (L_i, 384) of many prompts, in batches: ~5x faster than one by one.
 
         Prompts are sorted by token count so each batch pads little; padded keys are masked,
         so a row differs from `encode` of that prompt alone only by float rounding (~1e-5).

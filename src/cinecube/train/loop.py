@@ -63,8 +63,8 @@ def bf16_supported(device: torch.device) -> bool:
 
     On GPUs that is wherever bf16 exists. On CPUs it depends on more than the flags: with
     AMX tiles or AMD Zen 4's bf16 dot products a bf16 matmul ran 2.8x as fast as fp32 here, on a
-    Xeon with avx512_bf16 but no AMX at 0.51x (docs/benchmarks.md). So it is measured, once
-    per process (~0.1 s).
+    Xeon with avx512_bf16 but no AMX at 0.51x (an earlier benchmark run). So it is measured,
+    once per process (~0.1 s).
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -74,7 +74,7 @@ def bf16_supported(device: torch.device) -> bool:
 @functools.lru_cache(maxsize=1)
 def bf16_matmul_speedup(size: int = 768) -> float:
     """How many times faster a (size x size) @ (size x size) matmul runs in bf16 than in fp32 on
-    this CPU (best of 3 each, interleaved); 0 where bf16 matmuls are not available."""
+    this CPU (best of 4 each, interleaved); 0 where bf16 matmuls are not available."""
     try:
         a32, b32 = torch.randn(size, size), torch.randn(size, size)
         a16, b16 = a32.bfloat16(), b32.bfloat16()
