@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 TEXT_DIM = 384
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"   # the name stored embeddings (latent caches) carry
 
 
 def _minilm_path() -> str:
@@ -47,8 +48,7 @@ class TextEncoder:
     def __init__(self, model_path: str | None = None, max_tokens: int = 64, cache_size: int = 65536):
         path = model_path or _minilm_path()
         self.tokenizer, self.model = _load_frozen(path)
-        # Names the encoder in stored embeddings (latent caches).
-        self.name = "all-MiniLM-L6-v2" if model_path is None else os.path.basename(os.path.normpath(path))
+        self.name = DEFAULT_ENCODER if model_path is None else os.path.basename(os.path.normpath(path))
         self.max_tokens = max_tokens
         self.dim = self.model.config.hidden_size
         self._cache: OrderedDict[str, Tensor] = OrderedDict()

@@ -230,17 +230,16 @@ def _store_text(out: Path, index: dict[str, Any], max_tokens: int | None, progre
     """Write the text embeddings of a finished cache's captions (if asked and not there yet)."""
     from safetensors.torch import save_file
 
-    from ..text import get_text_encoder
+    from ..text import DEFAULT_ENCODER, get_text_encoder
 
     if max_tokens is None:
         return index
-    encoder = get_text_encoder(max_tokens)
-    settings = {"file": TEXT_FILE, "encoder": encoder.name, "max_tokens": max_tokens}
+    settings = {"file": TEXT_FILE, "encoder": DEFAULT_ENCODER, "max_tokens": max_tokens}
     stored = index.get("text") or {}
     if {k: stored.get(k) for k in settings} == settings and (out / TEXT_FILE).is_file():
-        return index
+        return index    # (without loading the text encoder: a rerun on a finished cache is instant)
     captions = _distinct_captions(index)
-    embeddings = encoder.encode_many(captions, progress=progress)
+    embeddings = get_text_encoder(max_tokens).encode_many(captions, progress=progress)
     tmp = out / f".{TEXT_FILE}.tmp-{os.getpid()}"
     save_file({str(i): e.contiguous() for i, e in enumerate(embeddings)}, str(tmp))
     os.chmod(tmp, 0o644)
