@@ -75,14 +75,16 @@ class TextEncoder:
         """
         from tqdm.auto import tqdm
 
-        lengths = [min(self.token_count(p), self.max_tokens) for p in prompts]
+        # Tokenize once; each batch is then only padded.
+        tokens = self.tokenizer(prompts, truncation=True, max_length=self.max_tokens)
+        lengths = [len(ids) for ids in tokens["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
         out: list[Tensor] = [torch.empty(0)] * len(prompts)
         starts = range(0, len(order), batch_size)
         for start in tqdm(starts, desc="encoding captions", unit="batch", disable=not progress, dynamic_ncols=True):
             members = order[start:start + batch_size]
-            batch = self.tokenizer([prompts[i] for i in members], truncation=True, max_length=self.max_tokens,
-                                   padding=True, return_tensors="pt")
+            batch = self.tokenizer.pad([{key: tokens[key][i] for key in tokens} for i in members],
+                                       return_tensors="pt")
             hidden = self.model(**batch).last_hidden_state                    # (B, L, 384)
             for row, i in enumerate(members):
                 out[i] = hidden[row, : lengths[i]].clone()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from ..errors import CinecubeError
@@ -207,7 +206,7 @@ def cmd_cache_latents(args: argparse.Namespace) -> int:
         raise CinecubeError(f"--text-max-tokens must be 0 (no text embeddings) or more, got {args.text_max_tokens}")
     index = cache_latents(args.out, args.autoencoder, corpus=args.corpus, world=args.world, n=args.n,
                           seed=args.seed, canvases=canvases, max_frames=args.max_frames, shard_size=args.shard_size,
-                          dtype=args.dtype, device=args.device, progress=sys.stderr.isatty(),
+                          dtype=args.dtype, device=args.device, progress=True,  # shown in logs too, like `train`
                           text_max_tokens=args.text_max_tokens or None)
     seconds = index.get("seconds")
     timing = f" in {seconds:.1f} s" if seconds is not None else " (already complete)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     manifest = build_corpus(args.out, args.world, args.n, seed=args.seed, split=args.split,
                             min_size=args.min_size, max_size=args.max_size, frames=args.frames,
-                            progress=sys.stderr.isatty())
+                            progress=True)  # shown in logs too, like `train`
     worlds = ", ".join(f"{k} {v}" for k, v in manifest["worlds"].items())
     print(f"wrote {args.n} clips to {args.out} ({worlds}) in {manifest['seconds']:.1f} s "
           f"({manifest['clips_per_second']} clips/s)")
