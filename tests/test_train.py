@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,6 +119,10 @@ def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_sa
     tuned = load_file(str(checkpoint_dirs(run)[-1] / "training" / "raw.safetensors"))
     for key, value in source.items():
         torch.testing.assert_close(tuned[key], value, atol=1e-6, rtol=1e-5)
+    # The run records where its weights started, and a resume keeps that record.
+    assert json.loads((run / "run.json").read_text())["init_from"] == str(Path(tiny_run).resolve())
+    train(MODEL, quick(2, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, resume=True)
+    assert json.loads((run / "run.json").read_text())["init_from"] == str(Path(tiny_run).resolve())
     with pytest.raises(CheckpointError, match="differs"):
         train(PRESETS["small"], quick(1), tmp_path / "other", progress=False, init_from=tiny_run)
 

@@ -236,6 +236,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
                 "parameters": model.num_parameters()}
     if latents is not None:
         run_info["latents"] = [str(f.resolve()) for f in latent_data.folders]
+    # Where the weights started, kept across resumes: a second-stage run names its first stage.
+    previous = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    started_from = (str(Path(init_from).resolve()) if init_from is not None and not existing
+                    else previous.get("init_from") if existing else None)
+    if started_from:
+        run_info["init_from"] = started_from
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     use_bf16 = train_config.bf16 and bf16_supported(dev)
     # Caption embeddings stored in the latent cache stand in for the text encoder when they
