@@ -105,7 +105,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  claims:    model {claims.get('model')}, checkpoint {str(claims.get('checkpoint_sha256'))[:16]}..., "
                   f"seed {claims.get('seed')}, prompt sha256 {str(claims.get('prompt_sha256'))[:16]}...")
         print("  watermark: " + (f"payload {wm['payload']}, p = {wm['p_value']:.1e}" if wm["detected"]
-                                  else f"not found (p = {wm['p_value']:.2f})"))
+                                 else f"not found (p = {wm['p_value']:.2f})"))
         print("  detector:  " + ("n/a (frames too small)" if det["score"] is None
-                                  else f"score {det['score']:.2f} (threshold {det['threshold']:.2f})"))
+                                 else f"score {det['score']:.2f} (threshold {det['threshold']:.2f})"))
     return 0 if report["verified"] else 1
