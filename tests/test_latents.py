@@ -327,3 +327,32 @@ def test_bf16_autocast_is_used_only_where_bf16_matmuls_pay(monkeypatch):
     for measured, expected in ((0.5, False), (1.1, False), (2.8, True)):
         monkeypatch.setattr(loop, "bf16_matmul_speedup", lambda measured=measured: measured)
         assert loop.bf16_supported(torch.device("cpu")) is expected
+
+
+def test_object_counts_reweight_shapes_scenes_and_are_part_of_the_cache_settings(tmp_path, autoencoder_dir, capsys):
+    from cinecube.cli import main
+    from cinecube.data.corpus import make_world
+
+    def counts(weights):
+        world = make_world("shapes", "train", 0, weights)
+        return [len(world.sample_at(i, 64, 64, 4).truth["scene"]["objects"]) for i in range(12)]
+
+    assert counts((1, 0, 0)) == [1] * 12
+    crowded = counts((0, 0, 1))
+    assert min(crowded) >= 2 and crowded.count(3) >= 9       # a crowded canvas may drop one
+
+    def cache(out, *extra):
+        return main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "shapes", "--n", "2",
+                     "--max-frames", "1", "--out", str(out), *extra])
+
+    assert cache(tmp_path / "lat", "--object-counts", "0,0,1") == 0
+    index = json.loads((tmp_path / "lat" / "index.json").read_text())
+    assert index["source"]["object_counts"] == [0.0, 0.0, 1.0]
+    assert cache(tmp_path / "lat", "--object-counts", "0,1,0") != 0     # other settings: refused
+    assert "other settings" in capsys.readouterr().err
+    assert cache(tmp_path / "bad", "--object-counts", "1,2") != 0
+    assert "three non-negative weights" in capsys.readouterr().err
+    assert main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "fashion", "--n", "2",
+                 "--object-counts", "0,0,1", "--out", str(tmp_path / "fashion")]) != 0
+    assert "applies to the shapes world" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "fashion").exists()

@@ -88,6 +88,9 @@ def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     c.add_argument("--text-max-tokens", type=int, default=64,
                    help="also store the captions' text embeddings, cut to this many tokens: the "
                         "model's text_max_tokens (default 64; 0: do not store them)")
+    c.add_argument("--object-counts", default=None,
+                   help="weights of 1, 2 and 3 objects a shapes scene, e.g. 0.2,0.4,0.4 for more crowded "
+                        "scenes (default: the world's 0.6,0.25,0.15)")
     c.set_defaults(func=cmd_cache_latents)
 
 
@@ -198,16 +201,18 @@ def cmd_export_autoencoder(args: argparse.Namespace) -> int:
 
 def cmd_cache_latents(args: argparse.Namespace) -> int:
     from ..data.latents import CACHE_CANVASES, cache_latents
+    from ..data.corpus import parse_object_counts
 
     if args.corpus is not None and args.n is not None:
         raise CinecubeError("--n goes with --world; a --corpus folder is encoded whole")
     canvases = CACHE_CANVASES if args.canvases is None else parse_canvases(args.canvases)
     if args.text_max_tokens < 0:
         raise CinecubeError(f"--text-max-tokens must be 0 (no text embeddings) or more, got {args.text_max_tokens}")
+    object_counts = None if args.object_counts is None else parse_object_counts(args.object_counts)
     index = cache_latents(args.out, args.autoencoder, corpus=args.corpus, world=args.world, n=args.n,
                           seed=args.seed, canvases=canvases, max_frames=args.max_frames, shard_size=args.shard_size,
                           dtype=args.dtype, device=args.device, progress=True,  # shown in logs too, like `train`
-                          text_max_tokens=args.text_max_tokens or None)
+                          text_max_tokens=args.text_max_tokens or None, object_counts=object_counts)
     seconds = index.get("seconds")
     timing = f" in {seconds:.1f} s" if seconds is not None else " (already complete)"
     print(f"wrote {index['items']} latents in {len(index['shards'])} shards to {args.out}{timing}")

@@ -22,6 +22,7 @@ The held-out real clips (`assets.real_clip_paths()`) are never drawn from here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -43,10 +44,13 @@ CORPUS_FPS = 8.0
 class ShapesAdapter:
     """The shapes world returning FootageSamples (its Scene as the truth dict)."""
 
-    def __init__(self, split: str = "train", seed: int = 0):
+    def __init__(self, split: str = "train", seed: int = 0, object_counts: Sequence[float] | None = None):
         from .shapes import ShapesWorld, WorldConfig
 
-        self.world = ShapesWorld(WorldConfig(phrasing="train" if split == "train" else "heldout"), seed=seed)
+        config = WorldConfig(phrasing="train" if split == "train" else "heldout")
+        if object_counts is not None:     # P(1), P(2), P(3) objects, e.g. more crowded scenes
+            config = dataclasses.replace(config, object_count_weights=tuple(float(w) for w in object_counts))
+        self.world = ShapesWorld(config, seed=seed)
 
     def sample_at(self, index: int, height: int, width: int, frames: int) -> FootageSample:
         s = self.world.sample_at(index, height, width, frames)
@@ -79,10 +83,27 @@ class MixedWorld:
         return self.worlds[self.world_of(index)].sample_at(index, height, width, frames)
 
 
-def make_world(name: str, split: str = "train", seed: int = 0):
-    """A world by name: "shapes", "fashion", "pans" or "mix" (all three, MIX_WEIGHTS)."""
+def parse_object_counts(text: str) -> tuple[float, float, float]:
+    """"0.2,0.4,0.4" -> the shapes world's weights of 1, 2 and 3 objects a scene."""
+    try:
+        weights = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+        raise CinecubeError(f"--object-counts {text!r} is not allowed: give three non-negative weights of "
+                            "1, 2 and 3 objects a scene with a positive sum, e.g. 0.2,0.4,0.4 (default 0.6,0.25,0.15)")
+    return weights  # type: ignore[return-value]
+
+
+def make_world(name: str, split: str = "train", seed: int = 0, object_counts: Sequence[float] | None = None):
+    """A world by name: "shapes", "fashion", "pans" or "mix" (all three, MIX_WEIGHTS).
+
+    `object_counts` reweights how many objects a shapes scene has (shapes, or the shapes part of mix).
+    """
+    if object_counts is not None and name not in ("shapes", "mix"):
+        raise CinecubeError(f"--object-counts applies to the shapes world (shapes or mix), not {name!r}")
     if name == "shapes":
-        return ShapesAdapter(split, seed)
+        return ShapesAdapter(split, seed, object_counts)
     if name == "fashion":
         from .fashion import FashionWorld
         return FashionWorld(split, seed)
@@ -90,7 +111,8 @@ def make_world(name: str, split: str = "train", seed: int = 0):
         from .pans import PansWorld
         return PansWorld(split, seed)
     if name == "mix":
-        return MixedWorld({n: make_world(n, split, seed) for n in MIX_WEIGHTS}, MIX_WEIGHTS, seed)
+        return MixedWorld({n: make_world(n, split, seed, object_counts if n == "shapes" else None)
+                           for n in MIX_WEIGHTS}, MIX_WEIGHTS, seed)
     raise CinecubeError(f"unknown world {name!r}; allowed: {', '.join(WORLD_NAMES)}")
 
 

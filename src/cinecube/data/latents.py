@@ -73,11 +73,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _world_items(world: str, n: int, seed: int, canvases: Sequence[tuple[int, int]],
-                 frame_counts: Sequence[int]) -> Iterator[tuple[np.ndarray, str, str]]:
+                 frame_counts: Sequence[int], object_counts: Sequence[float] | None = None,
+                 ) -> Iterator[tuple[np.ndarray, str, str]]:
     """(frames, caption, id) of world clips 0..n-1; sizes drawn from (seed, index)."""
     from .corpus import make_world
 
-    source = make_world(world, "train", seed)
+    source = make_world(world, "train", seed, object_counts)
     for index in range(n):
         rng = np.random.default_rng([seed, index, 29])
         height, width = canvases[int(rng.integers(len(canvases)))]
@@ -103,14 +104,15 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
                   world: str | None = None, n: int | None = None, seed: int = 0, max_frames: int = 17,
                   canvases: Sequence[tuple[int, int]] = CACHE_CANVASES, shard_size: int = 256,
                   dtype: str = "float32", device: str = "cpu", progress: bool = True,
-                  text_max_tokens: int | None = 64) -> dict[str, Any]:
+                  text_max_tokens: int | None = 64,
+                  object_counts: Sequence[float] | None = None) -> dict[str, Any]:
     """Encode a corpus folder or `n` clips of a world into `out_dir`; returns the index.
 
     Clips are cropped to the autoencoder's layout (1 + tf*k frames, multiples of its spatial
     factor). Rerunning with the same arguments keeps the finished shards and goes on; other
     arguments on an existing cache are refused. The captions' text embeddings are stored too
     (`text_max_tokens`, the model's `text_max_tokens`; None: not stored); a finished cache
-    without them gets them on a rerun.
+    without them gets them on a rerun. `object_counts` reweights 1, 2 and 3 objects a shapes scene.
     """
     from safetensors import SafetensorError
     from safetensors.torch import save_file
@@ -129,6 +131,9 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
         raise CinecubeError(f"dtype {dtype!r} is not allowed; use float32, bfloat16 or float16")
     if max_frames < 1:
         raise CinecubeError(f"--max-frames must be at least 1, got {max_frames}")
+    if object_counts is not None and world not in ("shapes", "mix"):
+        raise CinecubeError("--object-counts applies to the shapes world (--world shapes or mix), "
+                            f"not to {'a corpus' if corpus is not None else repr(world)}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CinecubeError(f"'{out}' exists and is not a folder")
@@ -138,6 +143,8 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
     source = ({"corpus": str(Path(corpus).resolve()), "max_frames": max_frames} if corpus is not None else
               {"world": world, "n": n, "seed": seed, "max_frames": max_frames,
                "canvases": [list(c) for c in canvases]})
+    if object_counts is not None:   # only when given, so caches made before the option still match
+        source["object_counts"] = [float(w) for w in object_counts]
 
     out.mkdir(parents=True, exist_ok=True)
     (out / SHARDS_DIR).mkdir(exist_ok=True)
@@ -175,7 +182,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
     if shards and shards[-1]["count"] < shard_size:        # the last shard was the final one
         return _store_text(out, write_index(True), text_max_tokens, progress)
     items = (_corpus_items(Path(corpus), max_frames, s) if corpus is not None
-             else _world_items(world, n, seed, tuple(canvases), frame_counts))
+             else _world_items(world, n, seed, tuple(canvases), frame_counts, object_counts))
     torch_dtype = getattr(torch, dtype)
     started = time.time()
     bar = tqdm(total=n, initial=done, desc="encoding latents", unit="clip", disable=not progress,
