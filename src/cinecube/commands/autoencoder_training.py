@@ -200,8 +200,8 @@ def cmd_export_autoencoder(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_latents(args: argparse.Namespace) -> int:
-    from ..data.latents import CACHE_CANVASES, cache_latents
     from ..data.corpus import parse_object_counts
+    from ..data.latents import CACHE_CANVASES, cache_latents
 
     if args.corpus is not None and args.n is not None:
         raise CinecubeError("--n goes with --world; a --corpus folder is encoded whole")

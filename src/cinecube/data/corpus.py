@@ -95,13 +95,19 @@ def parse_object_counts(text: str) -> tuple[float, float, float]:
     return weights  # type: ignore[return-value]
 
 
+def check_object_counts_apply(world: str | None, object_counts: Sequence[float] | None) -> None:
+    """Object-count weights exist only in the shapes world (alone or inside mix); None: a corpus."""
+    if object_counts is not None and world not in ("shapes", "mix"):
+        raise CinecubeError("--object-counts applies to the shapes world (--world shapes or mix), "
+                            f"not to {'a corpus' if world is None else repr(world)}")
+
+
 def make_world(name: str, split: str = "train", seed: int = 0, object_counts: Sequence[float] | None = None):
     """A world by name: "shapes", "fashion", "pans" or "mix" (all three, MIX_WEIGHTS).
 
     `object_counts` reweights how many objects a shapes scene has (shapes, or the shapes part of mix).
     """
-    if object_counts is not None and name not in ("shapes", "mix"):
-        raise CinecubeError(f"--object-counts applies to the shapes world (shapes or mix), not {name!r}")
+    check_object_counts_apply(name, object_counts)
     if name == "shapes":
         return ShapesAdapter(split, seed, object_counts)
     if name == "fashion":

@@ -120,6 +120,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
 
     from ..autoencoder import frames_to_tensor, load_autoencoder, save_autoencoder
     from ..train.autoencoder_loop import crop_to_layout
+    from .corpus import check_object_counts_apply
 
     if (corpus is None) == (world is None):
         raise CinecubeError("give either a corpus folder (--corpus) or a world (--world with --n)")
@@ -131,9 +132,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
         raise CinecubeError(f"dtype {dtype!r} is not allowed; use float32, bfloat16 or float16")
     if max_frames < 1:
         raise CinecubeError(f"--max-frames must be at least 1, got {max_frames}")
-    if object_counts is not None and world not in ("shapes", "mix"):
-        raise CinecubeError("--object-counts applies to the shapes world (--world shapes or mix), "
-                            f"not to {'a corpus' if corpus is not None else repr(world)}")
+    check_object_counts_apply(world, object_counts)     # before anything is written
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CinecubeError(f"'{out}' exists and is not a folder")

@@ -237,9 +237,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     if latents is not None:
         run_info["latents"] = [str(f.resolve()) for f in latent_data.folders]
     # Where the weights started, kept across resumes: a second-stage run names its first stage.
-    previous = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    started_from = (str(Path(init_from).resolve()) if init_from is not None and not existing
-                    else previous.get("init_from") if existing else None)
+    started_from = None
+    if init_from is not None and not existing:
+        started_from = str(Path(init_from).resolve())
+    elif existing and (run_dir / "run.json").exists():
+        started_from = json.loads((run_dir / "run.json").read_text()).get("init_from")
     if started_from:
         run_info["init_from"] = started_from
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
