@@ -123,6 +123,14 @@ def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_sa
     assert json.loads((run / "run.json").read_text())["init_from"] == str(Path(tiny_run).resolve())
     train(MODEL, quick(2, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, resume=True)
     assert json.loads((run / "run.json").read_text())["init_from"] == str(Path(tiny_run).resolve())
+    # Resuming with the same --init-from (the start command plus --resume) is fine; another
+    # source cannot apply to a run that has weights of its own, and is refused, not ignored.
+    train(MODEL, quick(3, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, resume=True,
+          init_from=tiny_run)
+    with pytest.raises(CinecubeError, match="cannot apply"):
+        train(MODEL, quick(4, checkpoint_every=1), run, progress=False, resume=True, init_from=tmp_path / "elsewhere")
+    assert len(checkpoint_dirs(run)) >= 1 and json.loads((run / "run.json").read_text())["init_from"] == \
+        str(Path(tiny_run).resolve())
     with pytest.raises(CheckpointError, match="differs"):
         train(PRESETS["small"], quick(1), tmp_path / "other", progress=False, init_from=tiny_run)
 

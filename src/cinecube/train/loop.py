@@ -175,6 +175,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     if existing and not resume:
         raise CinecubeError(f"run folder '{run_dir}' already has checkpoints; pass --resume to continue "
                             "it or choose another --out")
+    if existing and init_from is not None:
+        # A resumed run continues its own weights; --init-from could only apply to a new run.
+        recorded = (json.loads((run_dir / "run.json").read_text()).get("init_from")
+                    if (run_dir / "run.json").exists() else None)
+        if recorded != str(Path(init_from).resolve()):
+            raise CinecubeError(f"run folder '{run_dir}' already has checkpoints (started from "
+                                f"{recorded or 'scratch'}); --resume continues those weights, so "
+                                f"--init-from '{init_from}' cannot apply: drop it or choose another --out")
 
     torch.manual_seed(train_config.seed)
     model = DiffusionTransformer(model_config).to(dev)
