@@ -249,6 +249,23 @@ def test_report_json_round_trips_and_prints(gt_report: AdherenceReport) -> None:
     table = gt_report.table()
     for attribute in ATTRIBUTES:
         assert attribute in table
+    # The breakdown by objects asked for covers every case once.
+    assert set(data["by_objects"]) == {"1", "2", "3"} and "by objects asked for" in table
+    assert sum(g["cases"] for g in data["by_objects"].values()) == 120
+
+
+def test_breakdown_by_objects_shows_where_cases_are_lost(cases: list[EvalCase]) -> None:
+    # Ground truth for one-object prompts, a blank canvas for the rest: only the
+    # multi-object rows fall, which the overall table alone would not say.
+    def generate(case: EvalCase) -> np.ndarray:
+        video = ground_truth_generate(case)
+        return video if len(case.scene.objects) == 1 else np.zeros_like(video)
+
+    report = evaluate_adherence(generate, cases[:20], progress=False)
+    assert report.by_objects[1]["color"] >= 0.9 and report.by_objects[1]["count"] >= 0.9
+    for n in (2, 3):
+        assert report.by_objects[n]["color"] == 0.0 and report.by_objects[n]["count"] == 0.0
+    assert sum(report.cases_by_objects.values()) == 20
 
 
 def test_contact_sheet_is_written(cases: list[EvalCase], tmp_path) -> None:

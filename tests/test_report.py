@@ -76,7 +76,11 @@ def _fake_results(out: Path) -> dict:
                       "passed": {"color": 2, "shape": 1, "direction": 0, "count": 2},
                       "scored": {"color": 2, "shape": 2, "direction": 0, "count": 2},
                       "targets": {"color": 0.9, "shape": 0.7, "direction": 0.8, "count": 0.8},
-                      "all_pass": 0.5, "n_cases": 2},
+                      "all_pass": 0.5, "n_cases": 2,
+                      "by_objects": {"1": {"cases": 1, "accuracy": {"color": 1.0, "shape": 1.0, "direction": None,
+                                                                    "count": 1.0}},
+                                     "2": {"cases": 1, "accuracy": {"color": 1.0, "shape": 0.0, "direction": None,
+                                                                    "count": 1.0}}}},
         "fvd": fvd,
         "fid": {"value": 77.7, "n_a": 20, "n_b": 20, "dim": 2048, "feature": "inception-pool3", "note": "",
                 "floor": 31.5,
@@ -125,7 +129,7 @@ def test_report_writes_json_html_and_plots(report_dir):
     for text in ("Prompt adherence", "FVD (I3D 400-d logits)", "FID per frame", "Generation time",
                  "Autoencoder reconstruction", "<th>floor</th>", "99.00", "31.50",
                  "I3D check on real clips", "opening bottle", "below target",
-                 '<img src="loss.png"'):
+                 '<img src="loss.png"', "By objects asked for"):
         assert text in page, text
 
 

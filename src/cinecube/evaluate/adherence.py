@@ -691,15 +691,29 @@ class AdherenceReport:
     scored: dict[str, int]
     all_pass: float
     records: list[dict[str, Any]]
+    # The same accuracies over the cases that asked for 1, 2 or 3 objects: a model that draws one
+    # object well but cannot bind colours and places to several shows it here.
+    by_objects: dict[int, dict[str, float | None]] = field(default_factory=dict)
+    cases_by_objects: dict[int, int] = field(default_factory=dict)
+
+    @staticmethod
+    def _accuracy(records: list[dict[str, Any]]) -> tuple[dict[str, float | None], dict[str, int], dict[str, int]]:
+        passed = {a: sum(1 for r in records if r["results"][a] is True) for a in ATTRIBUTES}
+        scored = {a: sum(1 for r in records if r["results"][a] is not None) for a in ATTRIBUTES}
+        return {a: (passed[a] / scored[a] if scored[a] else None) for a in ATTRIBUTES}, passed, scored
 
     @staticmethod
     def from_records(records: list[dict[str, Any]]) -> "AdherenceReport":
-        passed = {a: sum(1 for r in records if r["results"][a] is True) for a in ATTRIBUTES}
-        scored = {a: sum(1 for r in records if r["results"][a] is not None) for a in ATTRIBUTES}
-        accuracy = {a: (passed[a] / scored[a] if scored[a] else None) for a in ATTRIBUTES}
+        accuracy, passed, scored = AdherenceReport._accuracy(records)
         whole = [all(v is not False for v in r["results"].values()) for r in records]
         all_pass = sum(whole) / len(whole) if whole else 0.0
-        return AdherenceReport(accuracy, passed, scored, all_pass, records)
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for r in records:
+            if "expected" in r:     # records from evaluate_adherence have it; hand-made ones may not
+                groups.setdefault(len(r["expected"]["objects"]), []).append(r)
+        by_objects = {n: AdherenceReport._accuracy(groups[n])[0] for n in sorted(groups)}
+        return AdherenceReport(accuracy, passed, scored, all_pass, records, by_objects,
+                               {n: len(groups[n]) for n in sorted(groups)})
 
     def table(self) -> str:
         """A printable per-attribute table with the targets."""
@@ -712,6 +726,12 @@ class AdherenceReport:
             lines.append(f"{a:<10} {acc_s:>8} {frac} {TARGETS[a]:>7.0%}  {mark}".rstrip())
         lines.append("-" * 42)
         lines.append(f"{'all':<10} {self.all_pass:>8.1%} {'':>9} {'':>7}  ({len(self.records)} cases)")
+        if len(self.by_objects) > 1:
+            lines += ["", "by objects asked for:",
+                      f"{'objects':<8} {'cases':>5} " + " ".join(f"{a:>9}" for a in ATTRIBUTES)]
+            for n, acc in self.by_objects.items():
+                cells = " ".join(f"{'n/a' if acc[a] is None else format(acc[a], '.0%'):>9}" for a in ATTRIBUTES)
+                lines.append(f"{n:<8} {self.cases_by_objects[n]:>5} {cells}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -723,6 +743,9 @@ class AdherenceReport:
             "targets": dict(TARGETS),
             "all_pass": self.all_pass,
             "n_cases": len(self.records),
+            # JSON keys are strings: "1", "2", "3" objects asked for.
+            "by_objects": {str(n): {"cases": self.cases_by_objects[n], "accuracy": dict(acc)}
+                           for n, acc in self.by_objects.items()},
             "records": self.records,
         }
 

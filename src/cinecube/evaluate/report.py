@@ -465,7 +465,14 @@ def _adherence_section(results: dict[str, Any]) -> str:
                      f"{adh['passed'][name]}/{adh['scored'][name]}",
                      "" if target is None else f"{target:.0%}", status])
     rows.append(["all attributes", f"{adh['all_pass']:.1%}", f"{adh['n_cases']} cases", "", ("", "")])
-    return "<h2>Prompt adherence</h2>" + _table(["attribute", "accuracy", "passed", "target", ""], rows)
+    html = "<h2>Prompt adherence</h2>" + _table(["attribute", "accuracy", "passed", "target", ""], rows)
+    by_objects = adh.get("by_objects") or {}
+    if len(by_objects) > 1:
+        names = list(adh["accuracy"])
+        group_rows = [[n, g["cases"]] + ["n/a" if g["accuracy"][a] is None else f"{g['accuracy'][a]:.0%}"
+                                          for a in names] for n, g in by_objects.items()]
+        html += "<h3>By objects asked for</h3>" + _table(["objects", "cases"] + names, group_rows)
+    return html
 
 
 def _frechet_rows(results: dict[str, Any]) -> list[list[Any]]:
