@@ -192,6 +192,7 @@ def test_rendering_is_anti_aliased():
 
 def test_coverage_area_matches_geometry_and_objects_stay_inside():
     # If an object left the canvas even partly, its visible area would shrink.
+    checked = 0
     for scene in _scenes(120, seed=11):
         cov = object_coverage(scene)  # (T, n, H, W)
         short = min(scene.height, scene.width)
@@ -200,9 +201,11 @@ def test_coverage_area_matches_geometry_and_objects_stay_inside():
             area = _area(obj.shape, side)
             visible = cov[:, k].sum(axis=(1, 2))
             assert np.allclose(visible, area, rtol=0.08, atol=1.0), (obj, visible, area)
+            checked += 1
         centers = scene.centers()
         assert np.all(centers[..., 0] > 0) and np.all(centers[..., 0] < scene.width - 1)
         assert np.all(centers[..., 1] > 0) and np.all(centers[..., 1] < scene.height - 1)
+    assert checked >= 120       # every scene has at least one object
 
 
 def test_centers_match_the_pixel_centroid():

@@ -175,13 +175,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     if existing and not resume:
         raise CinecubeError(f"run folder '{run_dir}' already has checkpoints; pass --resume to continue "
                             "it or choose another --out")
+    # Where a resumed run's weights started (run.json), kept across resumes.
+    recorded_init = (json.loads((run_dir / "run.json").read_text()).get("init_from")
+                     if existing and (run_dir / "run.json").exists() else None)
     if existing and init_from is not None:
         # A resumed run continues its own weights; --init-from could only apply to a new run.
-        recorded = (json.loads((run_dir / "run.json").read_text()).get("init_from")
-                    if (run_dir / "run.json").exists() else None)
-        if recorded != str(Path(init_from).resolve()):
+        if recorded_init != str(Path(init_from).resolve()):
             raise CinecubeError(f"run folder '{run_dir}' already has checkpoints (started from "
-                                f"{recorded or 'scratch'}); --resume continues those weights, so "
+                                f"{recorded_init or 'scratch'}); --resume continues those weights, so "
                                 f"--init-from '{init_from}' cannot apply: drop it or choose another --out")
 
     torch.manual_seed(train_config.seed)
@@ -245,11 +246,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     if latents is not None:
         run_info["latents"] = [str(f.resolve()) for f in latent_data.folders]
     # Where the weights started, kept across resumes: a second-stage run names its first stage.
-    started_from = None
-    if init_from is not None and not existing:
-        started_from = str(Path(init_from).resolve())
-    elif existing and (run_dir / "run.json").exists():
-        started_from = json.loads((run_dir / "run.json").read_text()).get("init_from")
+    started_from = str(Path(init_from).resolve()) if init_from is not None and not existing else recorded_init
     if started_from:
         run_info["init_from"] = started_from
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
