@@ -135,6 +135,35 @@ def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_sa
         train(PRESETS["small"], quick(1), tmp_path / "other", progress=False, init_from=tiny_run)
 
 
+def test_init_from_a_shallower_model_grows_it_deeper(tmp_path, tiny_run, no_samples, capsys):
+    from cinecube.cli import main
+    from cinecube.transformer import deepened_state_dict
+
+    source = load_checkpoint(tiny_run).weights
+    depth = MODEL.transformer.depth
+    deeper = dataclasses.replace(MODEL, transformer=dataclasses.replace(MODEL.transformer, depth=depth + 1))
+    run = tmp_path / "deeper"
+    train(deeper, quick(1, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, init_from=tiny_run)
+    tuned = load_file(str(checkpoint_dirs(run)[-1] / "training" / "raw.safetensors"))
+    expected = deepened_state_dict(source, depth, depth + 1)
+    assert tuned.keys() == expected.keys() and len([k for k in tuned if k.startswith(f"blocks.{depth}.")]) > 0
+    for key, value in expected.items():
+        torch.testing.assert_close(tuned[key], value.float(), atol=1e-6, rtol=1e-5)
+    shallower = dataclasses.replace(MODEL, transformer=dataclasses.replace(MODEL.transformer, depth=depth - 1))
+    with pytest.raises(CheckpointError, match="may only grow"):
+        train(shallower, quick(1), tmp_path / "shallower", progress=False, init_from=tiny_run)
+    # The command line: --depth sets the blocks of a new run and must agree with a resumed one.
+    assert main(["train", "--preset", "tiny", "--depth", str(depth + 1), "--steps", "1", "--init-from",
+                 str(tiny_run), "--sample-every", "1000", "--out", str(tmp_path / "cli")]) == 0
+    assert load_checkpoint(tmp_path / "cli").model_config.transformer.depth == depth + 1
+    code = main(["train", "--preset", "tiny", "--depth", str(depth), "--steps", "2", "--resume",
+                 "--out", str(tmp_path / "cli")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--depth" in err and f"has {depth + 1} blocks" in err
+    assert main(["train", "--preset", "tiny", "--depth", "0", "--out", str(tmp_path / "zero")]) == 2
+    assert "--depth must be 1..64" in capsys.readouterr().err and not (tmp_path / "zero").exists()
+
+
 def test_cooldown_decays_the_learning_rate_to_zero_over_the_last_steps(tmp_path, capsys):
     constant = quick(100, warmup_steps=10)
     cooled = dataclasses.replace(constant, cooldown_steps=40)

@@ -5,7 +5,7 @@ import torch
 
 from cinecube.config import PRESETS, ModelConfig
 from cinecube.patches import pack
-from cinecube.transformer import DiffusionTransformer, varlen_attention
+from cinecube.transformer import DiffusionTransformer, deepened_state_dict, varlen_attention
 
 CONFIG = PRESETS["tiny"]
 
@@ -187,3 +187,28 @@ def test_config_round_trip_and_validation():
         dataclasses.replace(CONFIG.transformer, width=65)
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({**CONFIG.to_dict(), "colour": 1})
+
+
+def test_a_deepened_model_computes_what_the_shallower_one_did_and_then_learns():
+    source = randomised_model(3)
+    depth = CONFIG.transformer.depth
+    deeper_config = dataclasses.replace(CONFIG, transformer=dataclasses.replace(CONFIG.transformer, depth=depth + 3))
+    deeper = DiffusionTransformer(deeper_config)
+    deeper.load_state_dict(deepened_state_dict(source.state_dict(), depth, depth + 3))
+    videos = [torch.randn(3, 4, 8, 12), torch.randn(3, 1, 8, 8)]
+    text, mask = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
+    with torch.no_grad():
+        before, _ = run(source, videos, [0.7, 0.2], text, mask)
+    after, _ = run(deeper, videos, [0.7, 0.2], text, mask)
+    assert before.abs().mean() > 0.01
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+    # The new blocks are not dead: their zeroed modulation and cross-attention output get gradients.
+    after.square().mean().backward()
+    new_blocks = [i for i in range(depth + 3)
+                  if torch.count_nonzero(deeper.blocks[i].modulation[1].weight) == 0]
+    assert len(new_blocks) == 3
+    for i in new_blocks:
+        assert deeper.blocks[i].modulation[1].weight.grad.abs().sum() > 0
+        assert deeper.blocks[i].cross.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="at least 4"):
+        deepened_state_dict(source.state_dict(), depth + 2, depth)

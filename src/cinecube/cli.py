@@ -28,6 +28,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import commands as commands_package
 from .errors import CinecubeError
 
+MAX_DEPTH = 64   # transformer blocks `train --depth` accepts
+
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate a video from a prompt")
@@ -108,7 +110,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--init-from", default=None,
-                   help="start a new run from this model's weights (same architecture), fresh optimizer")
+                   help="start a new run from this model's weights (same architecture, or fewer blocks: "
+                        "see --depth), fresh optimizer")
+    p.add_argument("--depth", type=int, default=None,
+                   help="transformer blocks (default: the preset's); with --init-from a shallower model, "
+                        "the model grows: the extra blocks start as the identity")
     p.add_argument("--tokens-per-step", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--cooldown-steps", type=int, default=None,
@@ -131,6 +137,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     model_config = PRESETS[args.preset]
     train_config = TRAIN_PRESETS[args.preset]
+    if args.depth is not None:
+        if not 1 <= args.depth <= MAX_DEPTH:
+            raise CinecubeError(f"--depth must be 1..{MAX_DEPTH}, got {args.depth}")
+        model_config = dataclasses.replace(
+            model_config, transformer=dataclasses.replace(model_config.transformer, depth=args.depth))
     run_json = Path(args.out) / "run.json"
     if args.resume and checkpoint_dirs(args.out) and run_json.exists():
         # A resumed run keeps its own configs; only the step count may be extended.
@@ -138,6 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_config = TrainConfig.from_dict(saved["train"])
         from .config import ModelConfig
         model_config = ModelConfig.from_dict(saved["model"])
+        if args.depth is not None and args.depth != model_config.transformer.depth:
+            raise CinecubeError(f"--depth {args.depth} cannot apply to '{args.out}': the run has "
+                                f"{model_config.transformer.depth} blocks; drop --depth or choose another --out")
     overrides = {"steps": args.steps, "tokens_per_step": args.tokens_per_step, "lr": args.lr,
                  "seed": args.seed, "checkpoint_every": args.checkpoint_every,
                  "sample_every": args.sample_every, "cooldown_steps": args.cooldown_steps}

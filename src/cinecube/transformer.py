@@ -297,3 +297,45 @@ class DiffusionTransformer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+# ---------------------------------------------------------------------------------------
+# Growing a trained model deeper
+# ---------------------------------------------------------------------------------------
+
+def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_depth: int) -> dict[str, Tensor]:
+    """The weights of a `target_depth`-block model that computes exactly what the
+    `source_depth`-block model with weights `source` computes (depth growth).
+
+    The source blocks keep their order; the new blocks are spread between them (6 -> 8:
+    s0 s1 n s2 s3 n s4 s5), each a copy of the block before it (of block 0 when it comes
+    first, which happens only when the depth more than doubles) with its adaLN modulation
+    and its cross-attention output projection zeroed. Its gates are then 0, its scales 1
+    and its shifts 0, and the unzeroed cross-attention adds 0, so the block passes its input
+    through unchanged; training starts from the source model's function, with the copied
+    projections as a better starting point than random ones. Everything outside the blocks
+    is copied as it is.
+    """
+    if not 1 <= source_depth <= target_depth:
+        raise ValueError(f"a model of {source_depth} blocks cannot be grown to {target_depth} blocks; "
+                         f"the new depth must be at least {source_depth}")
+    new_blocks = target_depth - source_depth
+    # New block k goes after source block floor((k+1) * S / (new+1)) - 1 (or before all, if 0 blocks in).
+    insert_after = [((k + 1) * source_depth) // (new_blocks + 1) - 1 for k in range(new_blocks)]
+    order: list[tuple[int, bool]] = []          # (source block it copies, whether it is new)
+    for i in range(-1, source_depth):
+        if i >= 0:
+            order.append((i, False))
+        order.extend((max(i, 0), True) for after in insert_after if after == i)
+    grown = {name: tensor for name, tensor in source.items() if not name.startswith("blocks.")}
+    for position, (copied, is_new) in enumerate(order):
+        prefix = f"blocks.{copied}."
+        for name, tensor in source.items():
+            if not name.startswith(prefix):
+                continue
+            local = name[len(prefix):]
+            value = tensor.clone()
+            if is_new and local.startswith(("modulation.", "cross.out.")):
+                value.zero_()
+            grown[f"blocks.{position}.{local}"] = value
+    return grown

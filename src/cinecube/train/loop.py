@@ -14,6 +14,7 @@ stream reads stored latents instead of rendering and encoding videos every step.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -35,7 +36,7 @@ from ..errors import CheckpointError, CinecubeError
 from ..patches import pack
 from ..pipeline import generate_video, tokens_for_size
 from ..text import get_text_encoder
-from ..transformer import DiffusionTransformer
+from ..transformer import DiffusionTransformer, deepened_state_dict
 from .checkpoint import (AUTOENCODER_DIR, checkpoint_dirs, load_model_autoencoder, load_training_state,
                          load_weights_into, prune_checkpoints, save_checkpoint)
 
@@ -160,8 +161,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
 
     `init_from` starts a new run from another model's weights (a checkpoint, run or exported
-    folder with the same architecture) with a fresh optimizer: fine-tuning, or continuing a
-    model whose optimizer state was not kept.
+    folder with the same architecture, or a shallower one: see `deepened_state_dict`) with a
+    fresh optimizer: fine-tuning, continuing a model whose optimizer state was not kept, or
+    growing a trained model deeper.
 
     `autoencoder` is a trained autoencoder folder (or run) whose config equals
     `model_config.autoencoder`; the run stores it as `autoencoder/`, and a resumed run reads
@@ -221,11 +223,17 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
         from .checkpoint import load_checkpoint
 
         source = load_checkpoint(init_from)
-        if (source.model_config.transformer, source.model_config.patch_size) != \
-                (model_config.transformer, model_config.patch_size):
+        source_shape, target_shape = source.model_config.transformer, model_config.transformer
+        same_but_depth = dataclasses.replace(source_shape, depth=target_shape.depth) == target_shape
+        if not same_but_depth or source.model_config.patch_size != model_config.patch_size:
             raise CheckpointError(f"cannot start from '{source.path}': its transformer or patch size "
-                                  "differs from the requested preset")
-        load_weights_into(model, source.weights, str(source.path))
+                                  "differs from the requested preset (only the depth may grow)")
+        if source_shape.depth > target_shape.depth:
+            raise CheckpointError(f"cannot start from '{source.path}': it has {source_shape.depth} blocks "
+                                  f"and the new model {target_shape.depth}; the depth may only grow")
+        # A deeper model starts as the source's function: its new blocks pass their input through.
+        weights = deepened_state_dict(source.weights, source_shape.depth, target_shape.depth)
+        load_weights_into(model, weights, str(source.path))
         ema.load_state_dict(model.state_dict())
     if existing:
         latest = existing[-1]
