@@ -36,6 +36,7 @@ from cinecube.evaluate.adherence import (
     heldout_cases,
     measure_video,
     score_case,
+    wilson_interval,
 )
 
 
@@ -252,6 +253,24 @@ def test_report_json_round_trips_and_prints(gt_report: AdherenceReport) -> None:
     # The breakdown by objects asked for covers every case once.
     assert set(data["by_objects"]) == {"1", "2", "3"} and "by objects asked for" in table
     assert sum(g["cases"] for g in data["by_objects"].values()) == 120
+
+
+def test_accuracies_come_with_95_percent_intervals() -> None:
+    # Known Wilson intervals: 50/100 is 40.4-59.6 %, 0/10 reaches up to 27.8 %, 10/10 down to 72.2 %.
+    low, high = wilson_interval(50, 100)
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+    assert wilson_interval(0, 10)[0] == 0.0 and abs(wilson_interval(0, 10)[1] - 0.2775) < 1e-3
+    assert abs(wilson_interval(10, 10)[0] - 0.7225) < 1e-3 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) is None
+    # More cases, a narrower interval around the same accuracy.
+    assert wilson_interval(300, 400)[1] - wilson_interval(300, 400)[0] < wilson_interval(3, 4)[1] - wilson_interval(3, 4)[0]
+    results = [{"results": {"color": i < 3, "shape": None, "direction": i < 1, "count": True}} for i in range(4)]
+    report = AdherenceReport.from_records(results)
+    assert report.interval["color"] == wilson_interval(3, 4) and report.interval["shape"] is None
+    data = report.to_json()
+    assert data["interval_95"]["count"] == list(wilson_interval(4, 4)) and data["interval_95"]["shape"] is None
+    lo, hi = wilson_interval(1, 4)
+    assert f"{lo:.0%}-{hi:.0%}" in report.table() and "95% interval" in report.table()
 
 
 def test_breakdown_by_objects_shows_where_cases_are_lost(cases: list[EvalCase]) -> None:

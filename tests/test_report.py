@@ -75,6 +75,8 @@ def _fake_results(out: Path) -> dict:
         "adherence": {"accuracy": {"color": 1.0, "shape": 0.5, "direction": None, "count": 1.0},
                       "passed": {"color": 2, "shape": 1, "direction": 0, "count": 2},
                       "scored": {"color": 2, "shape": 2, "direction": 0, "count": 2},
+                      "interval_95": {"color": [0.342, 1.0], "shape": [0.12, 0.88], "direction": None,
+                                      "count": [0.342, 1.0]},
                       "targets": {"color": 0.9, "shape": 0.7, "direction": 0.8, "count": 0.8},
                       "all_pass": 0.5, "n_cases": 2,
                       "by_objects": {"1": {"cases": 1, "accuracy": {"color": 1.0, "shape": 1.0, "direction": None,
@@ -129,7 +131,8 @@ def test_report_writes_json_html_and_plots(report_dir):
     for text in ("Prompt adherence", "FVD (I3D 400-d logits)", "FID per frame", "Generation time",
                  "Autoencoder reconstruction", "<th>floor</th>", "99.00", "31.50",
                  "I3D check on real clips", "opening bottle", "below target",
-                 '<img src="loss.png"', "By objects asked for"):
+                 '<img src="loss.png"', "By objects asked for",
+                 "<th>95 % interval</th>", "<td>12%-88%</td>"):
         assert text in page, text
 
 

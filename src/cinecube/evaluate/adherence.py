@@ -631,6 +631,18 @@ ATTRIBUTES: tuple[str, ...] = ("color", "shape", "direction", "count")
 TARGETS: dict[str, float] = {"color": 0.90, "shape": 0.70, "direction": 0.80, "count": 0.80}
 
 
+def wilson_interval(passed: int, scored: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95 % Wilson score interval of an accuracy of passed / scored (None when nothing was
+    scored). With ~100 prompts an accuracy near 50 % is only known to about +-10 points, so two
+    checkpoints a few points apart may not differ at all."""
+    if scored <= 0:
+        return None
+    p = passed / scored
+    centre = (p + z * z / (2 * scored)) / (1 + z * z / scored)
+    half = z * math.sqrt(p * (1 - p) / scored + z * z / (4 * scored * scored)) / (1 + z * z / scored)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _match_by_color(case: EvalCase, detected: Sequence[DetectedObject]) -> list[DetectedObject | None]:
     """For each expected object, the detected object of its colour (or None).
 
@@ -715,17 +727,23 @@ class AdherenceReport:
         return AdherenceReport(accuracy, passed, scored, all_pass, records, by_objects,
                                {n: len(groups[n]) for n in sorted(groups)})
 
+    @property
+    def interval(self) -> dict[str, tuple[float, float] | None]:
+        """95 % Wilson interval of each attribute's accuracy."""
+        return {a: wilson_interval(self.passed[a], self.scored[a]) for a in ATTRIBUTES}
+
     def table(self) -> str:
-        """A printable per-attribute table with the targets."""
-        lines = [f"{'attribute':<10} {'accuracy':>8} {'passed':>9} {'target':>7}", "-" * 42]
+        """A printable per-attribute table with 95 % intervals and the targets."""
+        lines = [f"{'attribute':<10} {'accuracy':>8} {'95% interval':>12} {'passed':>9} {'target':>7}", "-" * 56]
         for a in ATTRIBUTES:
-            acc = self.accuracy[a]
+            acc, interval = self.accuracy[a], self.interval[a]
             acc_s = "n/a" if acc is None else f"{acc:.1%}"
+            int_s = "" if interval is None else f"{interval[0]:.0%}-{interval[1]:.0%}"
             mark = "" if acc is None else ("ok" if acc >= TARGETS[a] else "BELOW")
             frac = f"{self.passed[a]:>4}/{self.scored[a]:<4}"
-            lines.append(f"{a:<10} {acc_s:>8} {frac} {TARGETS[a]:>7.0%}  {mark}".rstrip())
-        lines.append("-" * 42)
-        lines.append(f"{'all':<10} {self.all_pass:>8.1%} {'':>9} {'':>7}  ({len(self.records)} cases)")
+            lines.append(f"{a:<10} {acc_s:>8} {int_s:>12} {frac} {TARGETS[a]:>7.0%}  {mark}".rstrip())
+        lines.append("-" * 56)
+        lines.append(f"{'all':<10} {self.all_pass:>8.1%} {'':>12} {'':>9} {'':>7}  ({len(self.records)} cases)")
         if len(self.by_objects) > 1:
             lines += ["", "by objects asked for:",
                       f"{'objects':<8} {'cases':>5} " + " ".join(f"{a:>9}" for a in ATTRIBUTES)]
@@ -740,6 +758,7 @@ class AdherenceReport:
             "accuracy": dict(self.accuracy),
             "passed": dict(self.passed),
             "scored": dict(self.scored),
+            "interval_95": {a: (None if v is None else list(v)) for a, v in self.interval.items()},
             "targets": dict(TARGETS),
             "all_pass": self.all_pass,
             "n_cases": len(self.records),

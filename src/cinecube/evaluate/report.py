@@ -461,11 +461,14 @@ def _adherence_section(results: dict[str, Any]) -> str:
             status = ("n/a", "")
         else:
             status = ("meets target", "ok") if target is None or acc >= target else ("below target", "below")
+        interval = (adh.get("interval_95") or {}).get(name)
         rows.append([name, "n/a" if acc is None else f"{acc:.1%}",
+                     "" if interval is None else f"{interval[0]:.0%}-{interval[1]:.0%}",
                      f"{adh['passed'][name]}/{adh['scored'][name]}",
                      "" if target is None else f"{target:.0%}", status])
-    rows.append(["all attributes", f"{adh['all_pass']:.1%}", f"{adh['n_cases']} cases", "", ("", "")])
-    html = "<h2>Prompt adherence</h2>" + _table(["attribute", "accuracy", "passed", "target", ""], rows)
+    rows.append(["all attributes", f"{adh['all_pass']:.1%}", "", f"{adh['n_cases']} cases", "", ("", "")])
+    html = "<h2>Prompt adherence</h2>" + _table(["attribute", "accuracy", "95 % interval", "passed", "target", ""],
+                                                 rows)
     by_objects = adh.get("by_objects") or {}
     if len(by_objects) > 1:
         names = list(adh["accuracy"])
