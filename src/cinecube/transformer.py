@@ -22,7 +22,7 @@ place a GPU kernel (flash-attention varlen, flex attention) plugs in.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -320,13 +320,12 @@ def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_dep
         raise ValueError(f"a model of {source_depth} blocks cannot be grown to {target_depth} blocks; "
                          f"the new depth must be at least {source_depth}")
     new_blocks = target_depth - source_depth
-    # New block k goes after source block floor((k+1) * S / (new+1)) - 1 (or before all, if 0 blocks in).
-    insert_after = [((k + 1) * source_depth) // (new_blocks + 1) - 1 for k in range(new_blocks)]
-    order: list[tuple[int, bool]] = []          # (source block it copies, whether it is new)
-    for i in range(-1, source_depth):
-        if i >= 0:
-            order.append((i, False))
-        order.extend((max(i, 0), True) for after in insert_after if after == i)
+    # How many new blocks follow each source block: new block k goes after source block
+    # floor((k+1) * S / (new+1)) - 1, where -1 means in front of all of them.
+    new_after = Counter(((k + 1) * source_depth) // (new_blocks + 1) - 1 for k in range(new_blocks))
+    order = [(0, True)] * new_after[-1]          # (source block it copies, whether it is new)
+    for i in range(source_depth):
+        order += [(i, False)] + [(i, True)] * new_after[i]
     grown = {name: tensor for name, tensor in source.items() if not name.startswith("blocks.")}
     for position, (copied, is_new) in enumerate(order):
         prefix = f"blocks.{copied}."

@@ -643,6 +643,11 @@ def wilson_interval(passed: int, scored: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def format_interval(interval: Sequence[float] | None) -> str:
+    """(0.42, 0.61) -> "42%-61%"; "" when there is no interval."""
+    return "" if interval is None else f"{interval[0]:.0%}-{interval[1]:.0%}"
+
+
 def _match_by_color(case: EvalCase, detected: Sequence[DetectedObject]) -> list[DetectedObject | None]:
     """For each expected object, the detected object of its colour (or None).
 
@@ -735,10 +740,11 @@ class AdherenceReport:
     def table(self) -> str:
         """A printable per-attribute table with 95 % intervals and the targets."""
         lines = [f"{'attribute':<10} {'accuracy':>8} {'95% interval':>12} {'passed':>9} {'target':>7}", "-" * 56]
+        intervals = self.interval
         for a in ATTRIBUTES:
-            acc, interval = self.accuracy[a], self.interval[a]
+            acc = self.accuracy[a]
             acc_s = "n/a" if acc is None else f"{acc:.1%}"
-            int_s = "" if interval is None else f"{interval[0]:.0%}-{interval[1]:.0%}"
+            int_s = format_interval(intervals[a])
             mark = "" if acc is None else ("ok" if acc >= TARGETS[a] else "BELOW")
             frac = f"{self.passed[a]:>4}/{self.scored[a]:<4}"
             lines.append(f"{a:<10} {acc_s:>8} {int_s:>12} {frac} {TARGETS[a]:>7.0%}  {mark}".rstrip())

@@ -450,6 +450,8 @@ def _video(path: str, caption: str) -> str:
 
 
 def _adherence_section(results: dict[str, Any]) -> str:
+    from cinecube.evaluate.adherence import format_interval
+
     adh = results.get("adherence") or {}
     if not adh:
         return ""
@@ -461,9 +463,8 @@ def _adherence_section(results: dict[str, Any]) -> str:
             status = ("n/a", "")
         else:
             status = ("meets target", "ok") if target is None or acc >= target else ("below target", "below")
-        interval = (adh.get("interval_95") or {}).get(name)
         rows.append([name, "n/a" if acc is None else f"{acc:.1%}",
-                     "" if interval is None else f"{interval[0]:.0%}-{interval[1]:.0%}",
+                     format_interval((adh.get("interval_95") or {}).get(name)),
                      f"{adh['passed'][name]}/{adh['scored'][name]}",
                      "" if target is None else f"{target:.0%}", status])
     rows.append(["all attributes", f"{adh['all_pass']:.1%}", "", f"{adh['n_cases']} cases", "", ("", "")])
