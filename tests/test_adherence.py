@@ -311,11 +311,15 @@ def test_ceiling_scores_the_worlds_renders_through_the_models_autoencoder(tmp_pa
     report = json.loads(out.read_text())
     assert report["model"]["ceiling"] and all(v == 1.0 for v in report["accuracy"].values() if v is not None)
     # The bundled model works in a 4x8x8 latent space, which loses detail: colour and count
-    # survive it, and every case is measured at a size the model allows (16-px cells).
+    # survive it, and every case is measured at the size the model allows nearest its canvas.
     out = tmp_path / "bundled.json"
     assert main(["eval", "adherence", "--n", "8", "--ceiling", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["accuracy"]["color"] >= 0.75 and report["accuracy"]["count"] >= 0.75
-    assert all(c["video_shape"][1] % 16 == 0 and c["video_shape"][2] % 16 == 0 for c in report["records"])
+    from cinecube.pipeline import Pipeline
+
+    bundled = Pipeline.from_pretrained()
+    assert all(tuple(c["video_shape"][:3]) == bundled.nearest_allowed(c["canvas"][2], *c["canvas"][:2])
+               for c in report["records"])
     assert [c["video_shape"][0] for c in report["records"]] == [c["canvas"][2] for c in report["records"]]
     capsys.readouterr()

@@ -164,6 +164,35 @@ def test_init_from_a_shallower_model_grows_it_deeper(tmp_path, tiny_run, no_samp
     assert "--depth must be 1..64" in capsys.readouterr().err and not (tmp_path / "zero").exists()
 
 
+
+def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, no_samples, capsys):
+    from cinecube.cli import main
+    from cinecube.transformer import refined_state_dict
+
+    source = load_checkpoint(tiny_run)
+    run = tmp_path / "finer"
+    finer = dataclasses.replace(MODEL, patch_size=(1, 2, 2))                  # from 2x4x4
+    train(finer, quick(1, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, init_from=tiny_run)
+    tuned = load_checkpoint(run)
+    # The run keeps the geometry of its source: rotary positions and shift base follow the cubes.
+    assert tuned.model_config.patch_size == (1, 2, 2)
+    assert tuned.model_config.transformer.rope_scale == (0.5, 0.5, 0.5)
+    assert tuned.model_config.diffusion.shift_base_tokens == MODEL.diffusion.shift_base_tokens * 8
+    raw = load_file(str(checkpoint_dirs(run)[-1] / "training" / "raw.safetensors"))
+    expected = refined_state_dict(source.weights, MODEL.patch_size, (1, 2, 2), MODEL.latent_channels)
+    assert raw.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(raw[key], value.float(), atol=1e-6, rtol=1e-5)
+    # It resumes with its own config, and it generates.
+    train(tuned.model_config, quick(2, checkpoint_every=1), run, progress=False, resume=True)
+    assert main(["generate", "a red circle", "--model", str(run), "--frames", "3", "--height", "32",
+                 "--width", "32", "--steps", "2", "-o", str(tmp_path / "fine.gif")]) == 0
+    # Cubes that do not divide the source's are refused in one line, before anything is written.
+    code = main(["train", "--preset", "tiny", "--patch-size", "1,3,4", "--steps", "1", "--init-from",
+                 str(tiny_run), "--out", str(tmp_path / "odd")])
+    err = capsys.readouterr().err
+    assert code == 2 and "divide" in err and not checkpoint_dirs(tmp_path / "odd")
+
 def test_cooldown_decays_the_learning_rate_to_zero_over_the_last_steps(tmp_path, capsys):
     constant = quick(100, warmup_steps=10)
     cooled = dataclasses.replace(constant, cooldown_steps=40)

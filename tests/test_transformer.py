@@ -212,3 +212,55 @@ def test_a_deepened_model_computes_what_the_shallower_one_did_and_then_learns():
         assert deeper.blocks[i].cross.out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="at least 4"):
         deepened_state_dict(source.state_dict(), depth + 2, depth)
+
+
+
+def test_a_refined_model_sees_coarse_videos_as_its_source_did():
+    from cinecube.patches import unpack
+    from cinecube.transformer import refined_model_config, refined_state_dict
+
+    source = randomised_model(5)
+    coarse_patch, fine_patch = CONFIG.patch_size, (1, 1, 1)        # tiny's cubes are 2x4x4 cells
+    fine_config = refined_model_config(dataclasses.replace(CONFIG, patch_size=fine_patch), CONFIG)
+    assert fine_config.transformer.rope_scale == (0.5, 0.25, 0.25)
+    assert fine_config.diffusion.shift_base_tokens == CONFIG.diffusion.shift_base_tokens * 32
+    refined = DiffusionTransformer(fine_config).eval()
+    refined.load_state_dict(refined_state_dict(source.state_dict(), coarse_patch, fine_patch, 3))
+    # Videos constant inside each coarse cube look the same to both models (but for the rotary
+    # offsets of the sub-cubes), so the refined model starts near the source's predictions.
+    torch.manual_seed(0)
+    coarse = [torch.randn(3, 2, 2, 3), torch.randn(3, 1, 3, 2)]
+    videos = [v.repeat_interleave(2, 1).repeat_interleave(4, 2).repeat_interleave(4, 3) for v in coarse]
+    text, mask = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
+
+    def predict(model, patch):
+        batch = pack(videos, patch)
+        t = torch.tensor([0.7, 0.3])[batch.segment_ids]
+        with torch.no_grad():
+            out = model(batch.tokens, batch.positions, batch.segment_ids, t, text, mask)
+        return unpack(out, batch)
+
+    def cube_means(video):   # (C, T, H, W) -> each coarse cube's mean, spread over the cube
+        c, t, h, w = video.shape
+        cubes = video.reshape(c, t // 2, 2, h // 4, 4, w // 4, 4).mean(dim=(2, 4, 6), keepdim=True)
+        return cubes.expand(-1, -1, 2, -1, 4, -1, 4).reshape(video.shape)
+
+    # A fine token can only give its coarse cube's mean of what the source predicts there.
+    expected = torch.cat([cube_means(v).flatten() for v in predict(source, coarse_patch)])
+
+    def relative_error(model):
+        return ((torch.cat([v.flatten() for v in predict(model, fine_patch)]) - expected).norm()
+                / expected.norm()).item()
+
+    # The same body with new random first and last layers carries nothing over.
+    scratch = DiffusionTransformer(fine_config).eval()
+    scratch.load_state_dict(refined.state_dict())
+    with torch.no_grad():
+        for layer in (scratch.token_in, scratch.final.linear):
+            layer.weight.normal_(0, 0.08)
+            layer.bias.normal_(0, 0.08)
+    assert expected.abs().mean() > 0.01
+    error, scratch_error = relative_error(refined), relative_error(scratch)
+    assert error < 0.01 and scratch_error > 0.5, (error, scratch_error)
+    with pytest.raises(ValueError, match="divide"):
+        refined_state_dict(source.state_dict(), coarse_patch, (1, 3, 4), 3)

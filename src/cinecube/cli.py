@@ -105,13 +105,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="read cached latents (`cinecube data cache-latents`) instead of rendering and encoding; "
                         "several caches of one autoencoder, comma-separated, are read as one")
     p.add_argument("--patch-size", default=None,
-                   help="spacetime patch T,H,W in latent cells (default: the preset's; 1,2,2 with an autoencoder)")
+                   help="spacetime patch T,H,W in latent cells (default: the preset's; 1,2,2 with an autoencoder); "
+                        "with --init-from a model of coarser cubes that these divide, the model is refined: "
+                        "it keeps what it learned and sees each video in more, smaller cubes")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--init-from", default=None,
-                   help="start a new run from this model's weights (same architecture, or fewer blocks: "
-                        "see --depth), fresh optimizer")
+                   help="start a new run from this model's weights (same architecture, fewer blocks: "
+                        "see --depth, or coarser cubes: see --patch-size), fresh optimizer")
     p.add_argument("--depth", type=int, default=None,
                    help="transformer blocks (default: the preset's); with --init-from a shallower model, "
                         "the model grows: the extra blocks start as the identity")

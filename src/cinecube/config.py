@@ -25,6 +25,10 @@ class TransformerConfig:
     rope_theta: float = 100.0      # small grids want a small base so low frequencies still turn
     # How the head dimension is split between the (t, h, w) rotary axes, as fractions.
     rope_axes: tuple[float, float, float] = (0.25, 0.375, 0.375)
+    # Rotary positions per token step along (t, h, w). 1 everywhere unless the model was refined
+    # from coarser cubes (see `transformer.refined_model_config`): a 1x2x2 -> 1x1x1 model keeps
+    # its source's geometry with (1, 0.5, 0.5), two fine tokens per coarse one.
+    rope_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.width % self.heads != 0:

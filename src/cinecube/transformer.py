@@ -105,18 +105,24 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 class Rotary3D(nn.Module):
     """3D rotary position embedding: the head dimension is split between the t, h, w axes."""
 
-    def __init__(self, head_dim: int, axes: tuple[float, float, float], theta: float):
+    def __init__(self, head_dim: int, axes: tuple[float, float, float], theta: float,
+                 scale: tuple[float, float, float] = (1.0, 1.0, 1.0)):
         super().__init__()
         # Each axis gets an even number of dimensions; the remainder goes to the last axis.
         dims = [2 * int(head_dim * a / 2) for a in axes[:2]]
         dims.append(head_dim - sum(dims))
         self.dims = dims
+        # Token i sits at i * s + (s - 1) / 2: with s = 1/2 (cubes refined 2 -> 1), fine tokens
+        # 2i and 2i+1 sit at i -/+ 1/4, centred on the coarse token i they came from.
+        self.scale, self.offset = tuple(scale), tuple((s - 1) / 2 for s in scale)
         for name, d in zip("thw", dims):
             freqs = theta ** (-torch.arange(0, d, 2).float() / d)   # (d/2,)
             self.register_buffer(f"freqs_{name}", freqs, persistent=False)
 
     def forward(self, positions: Tensor) -> Tensor:
         """positions (N, 3) -> unit complex rotations (N, 1, head_dim/2) for (N, H, head_dim)."""
+        if self.scale != (1.0, 1.0, 1.0):
+            positions = positions * positions.new_tensor(self.scale) + positions.new_tensor(self.offset)
         angles = torch.cat([
             positions[:, 0:1] * self.freqs_t,
             positions[:, 1:2] * self.freqs_h,
@@ -254,7 +260,7 @@ class DiffusionTransformer(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
         self.text_in = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, width))
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, width), nn.SiLU(), nn.Linear(width, width))
-        self.rope = Rotary3D(width // cfg.heads, cfg.rope_axes, cfg.rope_theta)
+        self.rope = Rotary3D(width // cfg.heads, cfg.rope_axes, cfg.rope_theta, cfg.rope_scale)
         self.blocks = nn.ModuleList(Block(width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(width, config.patch_dim)
         self._init_weights()
@@ -338,3 +344,56 @@ def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_dep
                 value.zero_()
             grown[f"blocks.{position}.{local}"] = value
     return grown
+
+
+# ---------------------------------------------------------------------------------------
+# Refining a trained model's cubes (e.g. 1x2x2 -> 1x1x1 latent cells per token)
+# ---------------------------------------------------------------------------------------
+
+def _refinement(source_patch: tuple[int, int, int], target_patch: tuple[int, int, int]) -> tuple[int, int, int]:
+    """How many target cubes fit along each axis of a source cube; refuses what does not divide."""
+    if any(q < 1 or p % q for p, q in zip(source_patch, target_patch)):
+        raise ValueError(f"cubes of {'x'.join(map(str, source_patch))} cells can only be refined to "
+                         f"cubes that divide them along every axis, not {'x'.join(map(str, target_patch))}")
+    return tuple(p // q for p, q in zip(source_patch, target_patch))
+
+
+def refined_model_config(target: ModelConfig, source: ModelConfig) -> ModelConfig:
+    """`target` (a model config with finer cubes than `source`) made to see its videos as the
+    source did: rotary positions scaled so a fine token sits inside the coarse token it came
+    from, and the timestep shift's token base multiplied by the tokens per coarse cube, so a
+    video gets the same noise schedule with its 4x (say) more tokens."""
+    import dataclasses
+
+    ratio = _refinement(source.patch_size, target.patch_size)
+    rope_scale = tuple(s / r for s, r in zip(source.transformer.rope_scale, ratio))
+    base = source.diffusion.shift_base_tokens * math.prod(ratio)
+    return dataclasses.replace(
+        target, transformer=dataclasses.replace(target.transformer, rope_scale=rope_scale),
+        diffusion=dataclasses.replace(target.diffusion, shift_base_tokens=base))
+
+
+def refined_state_dict(source: dict[str, Tensor], source_patch: tuple[int, int, int],
+                       target_patch: tuple[int, int, int], channels: int) -> dict[str, Tensor]:
+    """The weights of a model with finer cubes (`target_patch`) that starts from the trained
+    coarse model `source`: everything but the token embedding and the output layer is copied.
+
+    A fine token is embedded as its coarse cube would be if that cube were filled with the
+    fine token's values (the source embedding summed over the sub-cubes), and it predicts the
+    mean of the source's predictions for the sub-cubes of its coarse cube. With the positions of
+    `refined_model_config` the fine model then starts close to the source's function on videos
+    that are constant inside each coarse cube (not exactly: the sub-cubes' rotary positions sit
+    a quarter token apart; tested) and learns from there what the finer grid can show.
+    """
+    rt, rh, rw = _refinement(source_patch, target_patch)
+    qt, qh, qw = target_patch
+    refined = dict(source)
+    w_in = source["token_in.weight"]                                     # (D, C*pt*ph*pw)
+    width = w_in.shape[0]
+    w_in = w_in.reshape(width, channels, rt, qt, rh, qh, rw, qw)
+    refined["token_in.weight"] = w_in.sum(dim=(2, 4, 6)).reshape(width, -1).contiguous()
+    w_out = source["final.linear.weight"].reshape(channels, rt, qt, rh, qh, rw, qw, width)
+    refined["final.linear.weight"] = w_out.mean(dim=(1, 3, 5)).reshape(-1, width).contiguous()
+    b_out = source["final.linear.bias"].reshape(channels, rt, qt, rh, qh, rw, qw)
+    refined["final.linear.bias"] = b_out.mean(dim=(1, 3, 5)).reshape(-1).contiguous()
+    return refined

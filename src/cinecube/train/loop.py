@@ -36,7 +36,7 @@ from ..errors import CheckpointError, CinecubeError
 from ..patches import pack
 from ..pipeline import generate_video, tokens_for_size
 from ..text import get_text_encoder
-from ..transformer import DiffusionTransformer, deepened_state_dict
+from ..transformer import DiffusionTransformer, deepened_state_dict, refined_model_config, refined_state_dict
 from .checkpoint import (AUTOENCODER_DIR, checkpoint_dirs, load_model_autoencoder, load_training_state,
                          load_weights_into, prune_checkpoints, save_checkpoint)
 
@@ -161,9 +161,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
 
     `init_from` starts a new run from another model's weights (a checkpoint, run or exported
-    folder with the same architecture, or a shallower one: see `deepened_state_dict`) with a
-    fresh optimizer: fine-tuning, continuing a model whose optimizer state was not kept, or
-    growing a trained model deeper.
+    folder with the same architecture, a shallower one: see `deepened_state_dict`, or one with
+    coarser cubes: see `refined_state_dict`) with a fresh optimizer: fine-tuning, continuing a
+    model whose optimizer state was not kept, growing a trained model deeper or refining its cubes.
+    A refined run's config takes the rotary scale and shift base of `refined_model_config`.
 
     `autoencoder` is a trained autoencoder folder (or run) whose config equals
     `model_config.autoencoder`; the run stores it as `autoencoder/`, and a resumed run reads
@@ -186,6 +187,18 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
             raise CinecubeError(f"run folder '{run_dir}' already has checkpoints (started from "
                                 f"{recorded_init or 'scratch'}); --resume continues those weights, so "
                                 f"--init-from '{init_from}' cannot apply: drop it or choose another --out")
+
+    source = None
+    if init_from is not None and not existing:
+        from .checkpoint import load_checkpoint
+
+        source = load_checkpoint(init_from)
+        if source.model_config.patch_size != model_config.patch_size:
+            # Finer cubes than the source's: positions and noise schedule follow the source's.
+            try:
+                model_config = refined_model_config(model_config, source.model_config)
+            except ValueError as error:
+                raise CheckpointError(f"cannot start from '{source.path}': {error}") from None
 
     torch.manual_seed(train_config.seed)
     model = DiffusionTransformer(model_config).to(dev)
@@ -219,20 +232,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
             train_config.tokens_per_step, train_config.max_tokens_per_video, seed=train_config.seed)
 
     step = 0
-    if init_from is not None and not existing:
-        from .checkpoint import load_checkpoint
-
-        source = load_checkpoint(init_from)
+    if source is not None:
         source_shape, target_shape = source.model_config.transformer, model_config.transformer
-        same_but_depth = dataclasses.replace(source_shape, depth=target_shape.depth) == target_shape
-        if not same_but_depth or source.model_config.patch_size != model_config.patch_size:
-            raise CheckpointError(f"cannot start from '{source.path}': its transformer or patch size "
-                                  "differs from the requested preset (only the depth may grow)")
+        same_but_depth = dataclasses.replace(source_shape, depth=target_shape.depth,
+                                             rope_scale=target_shape.rope_scale) == target_shape
+        if not same_but_depth:
+            raise CheckpointError(f"cannot start from '{source.path}': its transformer differs from the "
+                                  "requested preset (only the depth may grow and the cubes be refined)")
         if source_shape.depth > target_shape.depth:
             raise CheckpointError(f"cannot start from '{source.path}': it has {source_shape.depth} blocks "
                                   f"and the new model {target_shape.depth}; the depth may only grow")
         # A deeper model starts as the source's function: its new blocks pass their input through.
         weights = deepened_state_dict(source.weights, source_shape.depth, target_shape.depth)
+        if source.model_config.patch_size != model_config.patch_size:
+            weights = refined_state_dict(weights, source.model_config.patch_size, model_config.patch_size,
+                                         model_config.latent_channels)
         load_weights_into(model, weights, str(source.path))
         ema.load_state_dict(model.state_dict())
     if existing:
