@@ -187,6 +187,10 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
     train(tuned.model_config, quick(2, checkpoint_every=1), run, progress=False, resume=True)
     assert main(["generate", "a red circle", "--model", str(run), "--frames", "3", "--height", "32",
                  "--width", "32", "--steps", "2", "-o", str(tmp_path / "fine.gif")]) == 0
+    # A run started from it keeps its cubes and geometry unless told otherwise.
+    assert main(["train", "--preset", "tiny", "--steps", "1", "--init-from", str(run), "--sample-every", "1000",
+                 "--out", str(tmp_path / "next")]) == 0
+    assert load_checkpoint(tmp_path / "next").model_config == tuned.model_config
     # Cubes that do not divide the source's are refused in one line, before anything is written.
     code = main(["train", "--preset", "tiny", "--patch-size", "1,3,4", "--steps", "1", "--init-from",
                  str(tiny_run), "--out", str(tmp_path / "odd")])

@@ -173,7 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.latents = [part for part in args.latents.split(",") if part]
     resuming = args.resume and checkpoint_dirs(args.out) and run_json.exists()
     if not resuming:
-        model_config = _latent_space_config(model_config, args.autoencoder, args.latents, args.patch_size)
+        model_config = _latent_space_config(model_config, args.autoencoder, args.latents, args.patch_size,
+                                            args.init_from)
     result = train(model_config, train_config, args.out, world=args.world, resume=args.resume,
                    device=args.device, progress=True, init_from=args.init_from,
                    autoencoder=args.autoencoder, latents=args.latents)
@@ -181,9 +182,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _latent_space_config(model_config, autoencoder: str | None, latents: str | None, patch_size: str | None):
+def _latent_space_config(model_config, autoencoder: str | None, latents: str | None, patch_size: str | None,
+                        init_from: str | None = None):
     """The model config with the autoencoder of --autoencoder (or of the --latents cache) and
-    its latent channels; the patch defaults to 1x2x2 latent cells in latent space."""
+    its latent channels; the patch defaults to that of the --init-from model, or else to 1x2x2
+    latent cells in latent space."""
     from .data.latents import LatentDataset
     from .train.checkpoint import load_checkpoint
 
@@ -197,6 +200,8 @@ def _latent_space_config(model_config, autoencoder: str | None, latents: str | N
         ae_config = None
     if ae_config is not None:
         model_config = dataclasses.replace(model_config, autoencoder=ae_config, patch_size=(1, 2, 2))
+    if init_from is not None and patch_size is None:
+        model_config = dataclasses.replace(model_config, patch_size=load_checkpoint(init_from).model_config.patch_size)
     if patch_size is not None:
         try:
             patch = tuple(int(x) for x in patch_size.split(","))

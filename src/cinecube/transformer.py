@@ -359,10 +359,11 @@ def _refinement(source_patch: tuple[int, int, int], target_patch: tuple[int, int
 
 
 def refined_model_config(target: ModelConfig, source: ModelConfig) -> ModelConfig:
-    """`target` (a model config with finer cubes than `source`) made to see its videos as the
-    source did: rotary positions scaled so a fine token sits inside the coarse token it came
-    from, and the timestep shift's token base multiplied by the tokens per coarse cube, so a
-    video gets the same noise schedule with its 4x (say) more tokens."""
+    """`target` (a model config with the cubes of `source` or finer ones) made to see its videos
+    as the source did: the source's rotary positions, scaled so a fine token sits inside the
+    coarse token it came from, and the source's timestep-shift token base multiplied by the
+    tokens per coarse cube, so a video gets the same noise schedule with its 4x (say) more
+    tokens. With the same cubes, the source's values as they are."""
     import dataclasses
 
     ratio = _refinement(source.patch_size, target.patch_size)

@@ -193,12 +193,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
         from .checkpoint import load_checkpoint
 
         source = load_checkpoint(init_from)
-        if source.model_config.patch_size != model_config.patch_size:
-            # Finer cubes than the source's: positions and noise schedule follow the source's.
-            try:
-                model_config = refined_model_config(model_config, source.model_config)
-            except ValueError as error:
-                raise CheckpointError(f"cannot start from '{source.path}': {error}") from None
+        source_shape, target_shape = source.model_config.transformer, model_config.transformer
+        same_but_depth = dataclasses.replace(source_shape, depth=target_shape.depth,
+                                             rope_scale=target_shape.rope_scale) == target_shape
+        if not same_but_depth:
+            raise CheckpointError(f"cannot start from '{source.path}': its transformer differs from the "
+                                  "requested preset (only the depth may grow and the cubes be refined)")
+        if source_shape.depth > target_shape.depth:
+            raise CheckpointError(f"cannot start from '{source.path}': it has {source_shape.depth} blocks "
+                                  f"and the new model {target_shape.depth}; the depth may only grow")
+        # Rotary scale and shift base follow the source's (scaled when the cubes are finer), so
+        # the new run sees its videos as the source did.
+        try:
+            model_config = refined_model_config(model_config, source.model_config)
+        except ValueError as error:
+            raise CheckpointError(f"cannot start from '{source.path}': {error}") from None
 
     torch.manual_seed(train_config.seed)
     model = DiffusionTransformer(model_config).to(dev)
@@ -233,17 +242,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
 
     step = 0
     if source is not None:
-        source_shape, target_shape = source.model_config.transformer, model_config.transformer
-        same_but_depth = dataclasses.replace(source_shape, depth=target_shape.depth,
-                                             rope_scale=target_shape.rope_scale) == target_shape
-        if not same_but_depth:
-            raise CheckpointError(f"cannot start from '{source.path}': its transformer differs from the "
-                                  "requested preset (only the depth may grow and the cubes be refined)")
-        if source_shape.depth > target_shape.depth:
-            raise CheckpointError(f"cannot start from '{source.path}': it has {source_shape.depth} blocks "
-                                  f"and the new model {target_shape.depth}; the depth may only grow")
         # A deeper model starts as the source's function: its new blocks pass their input through.
-        weights = deepened_state_dict(source.weights, source_shape.depth, target_shape.depth)
+        weights = deepened_state_dict(source.weights, source.model_config.transformer.depth,
+                                      model_config.transformer.depth)
         if source.model_config.patch_size != model_config.patch_size:
             weights = refined_state_dict(weights, source.model_config.patch_size, model_config.patch_size,
                                          model_config.latent_channels)
