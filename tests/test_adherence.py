@@ -321,5 +321,16 @@ def test_ceiling_scores_the_worlds_renders_through_the_models_autoencoder(tmp_pa
     bundled = Pipeline.from_pretrained()
     assert all(tuple(c["video_shape"][:3]) == bundled.nearest_allowed(c["canvas"][2], *c["canvas"][:2])
                for c in report["records"])
+    # --grid makes every case on a coarser grid, so models of different cells meet at equal sizes.
+    cell = bundled.autoencoder.config.spatial_factor * bundled.config.patch_size[1]
+    out = tmp_path / "coarse.json"
+    assert main(["eval", "adherence", "--n", "8", "--ceiling", "--grid", str(2 * cell), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["model"]["grid_px"] == 2 * cell
+    assert all(side % (2 * cell) == 0 for c in report["records"] for side in c["video_shape"][1:3])
+    capsys.readouterr()
+    assert main(["eval", "adherence", "--n", "8", "--grid", str(cell + 1), "--out", str(tmp_path / "x.json")]) == 2
+    assert f"multiple of the model's cell of {cell} px" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
     assert [c["video_shape"][0] for c in report["records"]] == [c["canvas"][2] for c in report["records"]]
     capsys.readouterr()

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import math
 import os
 import pkgutil
 import sys
@@ -224,6 +225,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     a.add_argument("--seed", type=int, default=1234)
     a.add_argument("--out", default="adherence.json", help="JSON report path")
     a.add_argument("--samples", default=None, help="folder for a contact sheet of the generated videos")
+    a.add_argument("--grid", type=int, default=None,
+                   help="make every case with sides rounded to multiples of this many pixels (a multiple of "
+                        "the model's own cell), e.g. 16 to compare a model of 8-px cells with one of 16-px "
+                        "cells at the same sizes (default: the model's own cell)")
     a.add_argument("--ceiling", action="store_true",
                    help="score the world's own renders at the model's sizes, passed through the model's "
                         "autoencoder: the most any model in that latent space can reach")
@@ -238,12 +243,17 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise CinecubeError(f"--n must be at least 1, got {args.n}")
     pipe = Pipeline.from_pretrained(args.model)
+    cell = pipe.autoencoder.config.spatial_factor * pipe.config.patch_size[1]
+    if args.grid is not None and (args.grid < 1 or args.grid % cell):
+        raise CinecubeError(f"--grid must be a multiple of the model's cell of {cell} px, got {args.grid}")
+    grid = args.grid or cell
     cases = heldout_cases(args.n, seed=args.seed)
 
     def generate(case):
         # A latent-space model may not allow the case's canvas (e.g. 40x40 with 16-px cells):
-        # it makes the nearest allowed size, which is measured as it is.
-        frames, height, width = pipe.nearest_allowed(case.frames, case.height, case.width)
+        # it makes the nearest allowed size (on --grid when given), which is measured as it is.
+        height, width = (max(grid, math.floor(side / grid + 0.5) * grid) for side in (case.height, case.width))
+        frames, height, width = pipe.nearest_allowed(case.frames, height, width)
         if args.ceiling:
             return autoencoder_round_trip(pipe.autoencoder, case.scene, frames, height, width)
         return pipe(case.prompt, frames=frames, height=height, width=width,
@@ -253,7 +263,7 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
     print(report.table())
     out = Path(args.out)
     result = report.to_json()
-    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256}
+    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256, "grid_px": grid}
     result["model"].update({"ceiling": "ground-truth renders through the model's autoencoder"} if args.ceiling
                            else {"steps": args.steps, "guidance": args.guidance})
     tmp = out.with_suffix(out.suffix + ".tmp")
