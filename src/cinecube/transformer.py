@@ -21,6 +21,7 @@ place a GPU kernel (flash-attention varlen, flex attention) plugs in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 
@@ -364,8 +365,6 @@ def refined_model_config(target: ModelConfig, source: ModelConfig) -> ModelConfi
     coarse token it came from, and the source's timestep-shift token base multiplied by the
     tokens per coarse cube, so a video gets the same noise schedule with its 4x (say) more
     tokens. With the same cubes, the source's values as they are."""
-    import dataclasses
-
     ratio = _refinement(source.patch_size, target.patch_size)
     rope_scale = tuple(s / r for s, r in zip(source.transformer.rope_scale, ratio))
     base = source.diffusion.shift_base_tokens * math.prod(ratio)
