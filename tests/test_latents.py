@@ -233,6 +233,9 @@ def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(t
     assert pipe.nearest_allowed(10, 40, 72) == (10, 48, 80)           # halves round up
     assert pipe.nearest_allowed(1, 8, 8) == (1, 32, 32)
     assert pipe.nearest_allowed(1000, 10_000, 56)[0] == pipe.config.max_frames
+    assert pipe.cell_px == 16 and pipe.nearest_allowed(10, 40, 72, grid=32) == (10, 32, 64)   # a coarser grid
+    with pytest.raises(ValueError, match="multiple of the model's cell of 16 px"):
+        pipe.nearest_allowed(10, 40, 72, grid=24)
     for size in ((10, 40, 72), (20, 56, 40)):
         pipe.validate("a red circle", *pipe.nearest_allowed(*size), steps=2, guidance=3.0)
 

@@ -164,7 +164,6 @@ def test_init_from_a_shallower_model_grows_it_deeper(tmp_path, tiny_run, no_samp
     assert "--depth must be 1..64" in capsys.readouterr().err and not (tmp_path / "zero").exists()
 
 
-
 def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, no_samples, capsys):
     from cinecube.cli import main
     from cinecube.transformer import refined_state_dict
@@ -196,6 +195,7 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
                  str(tiny_run), "--out", str(tmp_path / "odd")])
     err = capsys.readouterr().err
     assert code == 2 and "divide" in err and not checkpoint_dirs(tmp_path / "odd")
+
 
 def test_cooldown_decays_the_learning_rate_to_zero_over_the_last_steps(tmp_path, capsys):
     constant = quick(100, warmup_steps=10)

@@ -214,7 +214,6 @@ def test_a_deepened_model_computes_what_the_shallower_one_did_and_then_learns():
         deepened_state_dict(source.state_dict(), depth + 2, depth)
 
 
-
 def test_a_refined_model_sees_coarse_videos_as_its_source_did():
     from cinecube.patches import unpack
     from cinecube.transformer import refined_model_config, refined_state_dict

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import math
 import os
 import pkgutil
 import sys
@@ -243,17 +242,15 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise CinecubeError(f"--n must be at least 1, got {args.n}")
     pipe = Pipeline.from_pretrained(args.model)
-    cell = pipe.autoencoder.config.spatial_factor * pipe.config.patch_size[1]
-    if args.grid is not None and (args.grid < 1 or args.grid % cell):
-        raise CinecubeError(f"--grid must be a multiple of the model's cell of {cell} px, got {args.grid}")
-    grid = args.grid or cell
+    if args.grid is not None and (args.grid < 1 or args.grid % pipe.cell_px):
+        raise CinecubeError(f"--grid must be a multiple of the model's cell of {pipe.cell_px} px, got {args.grid}")
+    grid = args.grid or pipe.cell_px
     cases = heldout_cases(args.n, seed=args.seed)
 
     def generate(case):
         # A latent-space model may not allow the case's canvas (e.g. 40x40 with 16-px cells):
         # it makes the nearest allowed size (on --grid when given), which is measured as it is.
-        height, width = (max(grid, math.floor(side / grid + 0.5) * grid) for side in (case.height, case.width))
-        frames, height, width = pipe.nearest_allowed(case.frames, height, width)
+        frames, height, width = pipe.nearest_allowed(case.frames, case.height, case.width, grid)
         if args.ceiling:
             return autoencoder_round_trip(pipe.autoencoder, case.scene, frames, height, width)
         return pipe(case.prompt, frames=frames, height=height, width=width,

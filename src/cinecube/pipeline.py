@@ -136,7 +136,7 @@ class Pipeline:
         if n_tokens > cfg.text_max_tokens:
             raise InvalidRequestError(f"prompt is {n_tokens} tokens long; the maximum is {cfg.text_max_tokens}")
         allowed = allowed_sizes_message(cfg, self.autoencoder)
-        grid = self.autoencoder.config.spatial_factor * cfg.patch_size[1]
+        grid = self.cell_px
         for name, value in (("height", height), ("width", width)):
             if not isinstance(value, int) or value < grid or value > cfg.max_side or value % grid:
                 raise InvalidRequestError(f"{name} {value} is not allowed; {allowed}")
@@ -154,13 +154,20 @@ class Pipeline:
         if not 0.0 <= guidance <= 30.0:
             raise InvalidRequestError(f"guidance {guidance} is not allowed; use 0..30 (1 = no guidance)")
 
-    def nearest_allowed(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+    @property
+    def cell_px(self) -> int:
+        """Pixels per token along height and width: allowed sides are multiples of this."""
+        return self.autoencoder.config.spatial_factor * self.config.patch_size[1]
+
+    def nearest_allowed(self, frames: int, height: int, width: int, grid: int | None = None) -> tuple[int, int, int]:
         """The allowed (frames, height, width) nearest to a request: sides rounded to the grid
-        (at least one cell, and the watermark's minimum when it is on), frames within
-        1..max_frames. For callers that must ask for a size that is not allowed (e.g.
-        evaluating on fixed canvases)."""
+        (`cell_px`, or a multiple of it; at least one grid step, and the watermark's minimum when
+        it is on), frames within 1..max_frames. For callers that must ask for a size that is not
+        allowed (e.g. evaluating on fixed canvases)."""
         cfg = self.config
-        grid = self.autoencoder.config.spatial_factor * cfg.patch_size[1]
+        grid = grid or self.cell_px
+        if grid % self.cell_px:
+            raise ValueError(f"grid {grid} px is not a multiple of the model's cell of {self.cell_px} px")
         smallest = grid * math.ceil(WATERMARK_MIN_SIDE / grid) if self.safety.watermark else grid
         largest = cfg.max_side // grid * grid
 

@@ -164,7 +164,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     folder with the same architecture, a shallower one: see `deepened_state_dict`, or one with
     coarser cubes: see `refined_state_dict`) with a fresh optimizer: fine-tuning, continuing a
     model whose optimizer state was not kept, growing a trained model deeper or refining its cubes.
-    A refined run's config takes the rotary scale and shift base of `refined_model_config`.
+    The new run's config takes the source's rotary scale and shift base (`refined_model_config`).
 
     `autoencoder` is a trained autoencoder folder (or run) whose config equals
     `model_config.autoencoder`; the run stores it as `autoencoder/`, and a resumed run reads
