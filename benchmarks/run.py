@@ -200,28 +200,36 @@ def markdown(results: dict) -> str:
 
 
 def report(results: dict, table: str) -> str:
-    """docs/benchmarks.md: the table with the machine and the method it was measured with."""
-    m = results["machine"]
+    """docs/benchmarks.md: the table with the machines and the method it was measured with."""
     peaks = results["matmul_peak_flop_per_s"]
-    parts = "; ".join(f"{', '.join(p['cases'])}: {', '.join(f'{x:.1f}' for x in p['machine']['load_average_at_start'])}"
-                      f" ({p['machine']['torch_threads']} threads)" for p in results.get("parts", []))
+    # A run refreshed with --only keeps its earlier parts, each measured on its own machine.
+    parts = results.get("parts") or [{"machine": results["machine"], "started": results["started"],
+                                      "cases": ["all cases"]}]
+    part_lines = "\n".join(f"- {p['started']}: {', '.join(p['cases'])}; on {describe_machine(p['machine'])}"
+                           for p in parts)
     return f"""# cinecube benchmarks
 
-Measured {results['started']} with `.venv/bin/python benchmarks/run.py{' --quick' if results['quick'] else ''}` on
-{m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, CPU capability
-{m['cpu_capability']}). Load average (1, 5, 15 min) at the start of each part of the run:
-{parts}.
-Matmul peak measured at the start of the run (2048^3, best of 5; the training rows use the peak
-measured interleaved with their own steps): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s,
+Measured with `.venv/bin/python benchmarks/run.py{' --quick' if results['quick'] else ''}`, in
+{len(parts)} part{'s' if len(parts) > 1 else ''} (a later part, run with `--only`, replaces the figures of the cases it names):
+{part_lines}
+
+Matmul peak measured at the start of the last part (2048^3, best of 5; the training, sampling and
+autoencoder rows use the peak measured next to their own work): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s,
 bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s.
 
-Every ratio compares two figures measured in this run. FLOPs are counted with
+Every ratio compares two figures measured in the same part of the run. FLOPs are counted with
 `torch.utils.flop_counter` (forward + backward for training; the CPU flash-attention kernel, which
 the counter does not know, is counted with its own attention formulas). Peak memory is the resident-set
 high-water mark (`getrusage` ru_maxrss) of each benchmark's own subprocess, next to its resident
 set before the measured work. Raw figures: `benchmarks.json`.
 
 {table}"""
+
+
+def describe_machine(m: dict) -> str:
+    load = ", ".join(f"{x:.1f}" for x in m["load_average_at_start"])
+    return (f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
+            f"CPU capability {m['cpu_capability']}), load average (1, 5, 15 min) at the start {load}")
 
 
 def machine() -> dict:

@@ -102,3 +102,21 @@ def test_the_command_writes_json_and_markdown(tmp_path):
     check_rows(results)
     assert results["quick"] is True
     assert COLUMNS in out.with_suffix(".md").read_text()
+
+
+def test_report_names_the_machine_of_every_part():
+    """A run refreshed with --only on another machine keeps naming the first machine for the
+    cases it measured."""
+    def stamp(cpu, started, cases):
+        return {"started": started, "cases": cases,
+                "machine": {"cpu": cpu, "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu",
+                            "cpu_capability": "AVX512", "load_average_at_start": [0.5, 0.6, 0.7]}}
+    first, second = stamp("CPU one", "2026-01-01T00:00:00Z", ["training", "packing"]), \
+        stamp("CPU two", "2026-01-02T00:00:00Z", ["packing"])
+    results = {"parts": [first, second], "machine": second["machine"], "started": second["started"],
+               "quick": False, "matmul_peak_flop_per_s": {"fp32": 1e11, "bf16": 2e11}}
+    text = run.report(results, "TABLE")
+    assert "in\n2 parts" in text
+    assert "2026-01-01T00:00:00Z: training, packing; on CPU one" in text
+    assert "2026-01-02T00:00:00Z: packing; on CPU two" in text
+    assert text.rstrip().endswith("TABLE")
