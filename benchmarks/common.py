@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -24,11 +24,11 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
     is not run; its time is estimated from the fixed part plus steps x the per-step time and
     marked `estimated`.
     """
-    from cinecube.autoencoder import build_autoencoder
+    from cinecube.autoencoder import build_autoencoder, load_model_autoencoder
     from cinecube.config import PRESETS
+    from cinecube.model_folder import load_model_folder, load_weights_into
     from cinecube.pipeline import default_model_dir, generate_video
     from cinecube.text import get_text_encoder
-    from cinecube.train.checkpoint import load_checkpoint, load_model_autoencoder, load_weights_into
     from cinecube.transformer import DiffusionTransformer
 
     if quick:
@@ -37,7 +37,7 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
         model = DiffusionTransformer(config)
         autoencoder = build_autoencoder(config.autoencoder)
     else:
-        checkpoint = load_checkpoint(default_model_dir())
+        checkpoint = load_model_folder(default_model_dir())
         config = checkpoint.model_config
         model = DiffusionTransformer(config)
         load_weights_into(model, checkpoint.weights, str(checkpoint.path))

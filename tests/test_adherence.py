@@ -322,7 +322,7 @@ def test_ceiling_scores_the_worlds_renders_through_the_models_autoencoder(tmp_pa
     assert all(tuple(c["video_shape"][:3]) == bundled.nearest_allowed(c["canvas"][2], *c["canvas"][:2])
                for c in report["records"])
     # --grid makes every case on a coarser grid, so models of different cells meet at equal sizes.
-    cell = bundled.cell_px
+    cell = bundled.config.token_pixels[0]
     out = tmp_path / "coarse.json"
     assert main(["eval", "adherence", "--n", "8", "--ceiling", "--grid", str(2 * cell), "--out", str(out)]) == 0
     report = json.loads(out.read_text())

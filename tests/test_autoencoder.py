@@ -7,15 +7,24 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from cinecube.autoencoder import (CausalVideoAutoencoder, PixelAutoencoder, _tiled, build_autoencoder,
-                                  depth_to_space, fit_linear_path, fold_blocks, frames_to_tensor,
-                                  load_autoencoder, save_autoencoder, space_to_depth, tensor_to_frames,
-                                  unfold_blocks)
+from cinecube.autoencoder import (
+    CausalVideoAutoencoder,
+    PixelAutoencoder,
+    build_autoencoder,
+    crop_to_layout,
+    fit_linear_path,
+    frames_to_tensor,
+    load_autoencoder,
+    save_autoencoder,
+    tensor_to_frames,
+)
+from cinecube.autoencoder.layers import depth_to_space, fold_blocks, space_to_depth, unfold_blocks
+from cinecube.autoencoder.tiling import tiled
 from cinecube.config import AUTOENCODER_PRESETS, AutoencoderConfig, ModelConfig
 from cinecube.data.shapes import ShapesWorld
 from cinecube.errors import CheckpointError, InvalidRequestError
-from cinecube.train.autoencoder_loop import (AUTOENCODER_TRAIN_PRESETS, crop_to_layout, train_autoencoder)
-from cinecube.train.checkpoint import checkpoint_dirs, save_checkpoint
+from cinecube.model_folder import checkpoint_dirs, save_model_folder
+from cinecube.train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS, train_autoencoder
 
 TINY = AUTOENCODER_PRESETS["tiny"]          # 4x temporal, 8x spatial, 8 latent channels
 # The same compression through a 2x2 space-to-depth stem and one level fewer (like "small").
@@ -183,10 +192,10 @@ def test_tile_blending_is_exact_for_local_maps():
     # tiler unchanged: any error here is the blending, not the network.
     video = torch.randn(1, 3, 5, 64, 96)
     pool = lambda x: F.avg_pool3d(x, (1, 8, 8))                          # noqa: E731
-    torch.testing.assert_close(_tiled(pool, video, 32, 16, up=1, down=8), pool(video))
+    torch.testing.assert_close(tiled(pool, video, 32, 16, up=1, down=8), pool(video))
     latent = torch.randn(1, 8, 2, 8, 12)
     upsample = lambda z: F.interpolate(z, scale_factor=(1, 8, 8))      # noqa: E731
-    torch.testing.assert_close(_tiled(upsample, latent, 4, 2, up=8, down=1), upsample(latent))
+    torch.testing.assert_close(tiled(upsample, latent, 4, 2, up=8, down=1), upsample(latent))
 
 
 @torch.no_grad()
@@ -275,7 +284,7 @@ def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path):
         load_autoencoder(folder)
 
     # A pixel-space (transformer) checkpoint is not an autoencoder checkpoint.
-    save_checkpoint(tmp_path / "pixel", ModelConfig(), torch.nn.Linear(2, 2))
+    save_model_folder(tmp_path / "pixel", ModelConfig(), torch.nn.Linear(2, 2))
     with pytest.raises(CheckpointError, match="no causal3d autoencoder"):
         load_autoencoder(tmp_path / "pixel")
 
@@ -363,6 +372,36 @@ def test_resume_gives_exactly_the_same_weights(tmp_path, config):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_non_finite_loss_skips_the_step_like_the_transformer_loop(tmp_path, monkeypatch, capsys):
+    # One rule for both training loops (train/nonfinite.py): a skipped step counts and leaves
+    # the weights untouched; five in a row stop the run with NonFiniteLossError.
+    from cinecube.train import autoencoder_loop
+    from cinecube.train.nonfinite import NonFiniteLossError
+
+    real = autoencoder_loop.autoencoder_losses
+    calls = {"n": 0}
+
+    def nan_at_step_2(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        return {**terms, "loss": terms["loss"] * float("nan")} if calls["n"] == 2 else terms
+
+    monkeypatch.setattr(autoencoder_loop, "autoencoder_losses", nan_at_step_2)
+    train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["tiny"], steps=3, checkpoint_every=1, videos_per_step=1)
+    result = train_autoencoder(TINY, train, tmp_path / "run", videos=fixed_clips(1), progress=False)
+    assert result.step == 3 and "step 1: non-finite loss" in capsys.readouterr().err
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("skipped", False) for r in records] == [False, True, False]
+    step1, step2 = (load_file(str(d / "training" / "raw.safetensors")) for d in checkpoint_dirs(tmp_path / "run")[:2])
+    assert all(torch.equal(step1[k], step2[k]) for k in step1)          # the skipped step changed nothing
+
+    monkeypatch.setattr(autoencoder_loop, "autoencoder_losses",
+                        lambda *a, **k: {**real(*a, **k), "loss": torch.tensor(float("inf"), requires_grad=True)})
+    with pytest.raises(NonFiniteLossError, match="5 non-finite"):
+        train_autoencoder(TINY, dataclasses.replace(train, steps=8), tmp_path / "bad", videos=fixed_clips(1),
+                          progress=False)
 
 
 def test_a_linear_code_alone_is_fitted_with_zero_steps_and_loads_back(tmp_path):

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from cinecube.autoencoder import load_autoencoder
 from cinecube.cli import main
 from cinecube.commands import autoencoder_training
-from cinecube.train.checkpoint import checkpoint_dirs, load_checkpoint
+from cinecube.model_folder import checkpoint_dirs, load_model_folder
 
 
 def run_cli(*args):
@@ -81,7 +81,7 @@ def test_cache_latents_then_train_and_export_a_latent_model(tmp_path, vae_run, c
     run = tmp_path / "run"
     assert run_cli("train", "--preset", "tiny", "--latents", latents, "--steps", 2, "--checkpoint-every", 2,
                    "--sample-every", 2, "--tokens-per-step", 64, "--out", run) == 0
-    config = load_checkpoint(run).model_config
+    config = load_model_folder(run).model_config
     assert config.autoencoder == load_autoencoder(vae_run).config and config.patch_size == (1, 2, 2)
     assert config.latent_channels == 8
     assert list((run / "samples").glob("*.mp4"))

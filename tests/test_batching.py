@@ -1,7 +1,7 @@
+from cinecube.autoencoder import build_autoencoder
 from cinecube.config import PRESETS
 from cinecube.data.batching import SizeMix, TokenBudgetStream
 from cinecube.data.shapes import ShapesWorld, WorldConfig
-from cinecube.autoencoder import build_autoencoder
 from cinecube.pipeline import tokens_for_size
 
 CONFIG = PRESETS["tiny"]

@@ -108,7 +108,7 @@ def test_sizes_below_the_watermark_tile_need_the_watermark_skipped(tiny_run, tmp
 def test_cli_corrupt_checkpoint_is_refused(tiny_run, tmp_path, capsys):
     import shutil
 
-    from cinecube.train.checkpoint import checkpoint_dirs
+    from cinecube.model_folder import checkpoint_dirs
 
     broken = tmp_path / "broken"
     shutil.copytree(checkpoint_dirs(tiny_run)[-1], broken)
@@ -127,7 +127,7 @@ def test_export_writes_a_smaller_model_that_generates_the_same_way(tiny_run, tmp
     out = tmp_path / "exported"
     code, stdout, _ = run_cli(["export", str(tiny_run), "--out", str(out)], capsys)
     assert code == 0 and "bfloat16" in stdout
-    from cinecube.train.checkpoint import checkpoint_dirs
+    from cinecube.model_folder import checkpoint_dirs
 
     original = checkpoint_dirs(tiny_run)[-1] / "model.safetensors"
     assert (out / "model.safetensors").stat().st_size < 0.6 * original.stat().st_size

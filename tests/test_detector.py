@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from cinecube.errors import CinecubeError
-from cinecube.safety.detector import (FEATURE_NAMES, Detector, fit_logistic, load_default_detector, roc_auc,
-                                      video_features)
+from cinecube.safety.detector import (
+    FEATURE_NAMES,
+    Detector,
+    fit_logistic,
+    load_default_detector,
+    roc_auc,
+    video_features,
+)
 
 
 def _mosaic(rng, t=8, h=64, w=64, cell=4):

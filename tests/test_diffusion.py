@@ -4,10 +4,20 @@ import pytest
 import torch
 
 from cinecube.config import DiffusionConfig
-from cinecube.diffusion import (Objective, flow_interpolate, flow_noise_from_velocity, flow_timesteps,
-                                flow_velocity_from_noise, flow_velocity_from_x0, flow_x0_from_velocity,
-                                resolution_shift, shift_time, vp_alpha_sigma, vp_time_from_flow_time,
-                                vp_x0_noise)
+from cinecube.diffusion import (
+    Objective,
+    flow_interpolate,
+    flow_noise_from_velocity,
+    flow_timesteps,
+    flow_velocity_from_noise,
+    flow_velocity_from_x0,
+    flow_x0_from_velocity,
+    resolution_shift,
+    shift_time,
+    vp_alpha_sigma,
+    vp_time_from_flow_time,
+    vp_x0_noise,
+)
 
 
 def test_flow_converters_agree():

@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from cinecube import cli
-from cinecube.autoencoder import (Autoencoder, CausalVideoAutoencoder, PixelAutoencoder, load_autoencoder,
-                                  save_autoencoder)
+from cinecube.autoencoder import (
+    Autoencoder,
+    CausalVideoAutoencoder,
+    PixelAutoencoder,
+    load_autoencoder,
+    save_autoencoder,
+)
 from cinecube.config import AUTOENCODER_PRESETS, AutoencoderConfig
 from cinecube.errors import CheckpointError, InvalidRequestError
 from cinecube.evaluate.autoencoder import evaluate_autoencoder, pad_to_grid, psnr, side_by_side, ssim

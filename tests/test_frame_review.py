@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from cinecube.errors import CinecubeError
-from cinecube.safety.frames import (FaceReviewer, Finding, FrameReview, FrameReviewer, review_frames,
-                                    sample_indices)
+from cinecube.safety.frames import FaceReviewer, Finding, FrameReview, FrameReviewer, review_frames, sample_indices
 
 cv2 = pytest.importorskip("cv2")
 

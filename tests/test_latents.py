@@ -8,14 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cinecube.autoencoder import CausalVideoAutoencoder, save_autoencoder
+from cinecube.autoencoder import CausalVideoAutoencoder, load_model_autoencoder, save_autoencoder
 from cinecube.config import AUTOENCODER_PRESETS, PRESETS, TRAIN_PRESETS
 from cinecube.data import latents as latents_module
 from cinecube.data.latents import LatentDataset, LatentStream, cache_latents
 from cinecube.errors import CheckpointError, CinecubeError
-from cinecube.train import loop
-from cinecube.train.checkpoint import checkpoint_dirs, load_checkpoint, load_model_autoencoder
-from cinecube.train.loop import fit_mix, make_world, train
+from cinecube.model_folder import checkpoint_dirs, load_model_folder
+from cinecube.train import loop, precision
+from cinecube.train.loop import train
+from cinecube.train.stream import fit_mix, make_world
 
 TINY_AE = AUTOENCODER_PRESETS["tiny"]
 LATENT_MODEL = dataclasses.replace(PRESETS["tiny"], autoencoder=TINY_AE, patch_size=(1, 2, 2))
@@ -233,7 +234,7 @@ def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(t
     assert pipe.nearest_allowed(10, 40, 72) == (10, 48, 80)           # halves round up
     assert pipe.nearest_allowed(1, 8, 8) == (1, 32, 32)
     assert pipe.nearest_allowed(1000, 10_000, 56)[0] == pipe.config.max_frames
-    assert pipe.cell_px == 16 and pipe.nearest_allowed(10, 40, 72, grid=32) == (10, 32, 64)   # a coarser grid
+    assert pipe.config.token_pixels == (16, 16) and pipe.nearest_allowed(10, 40, 72, grid=32) == (10, 32, 64)   # a coarser grid
     with pytest.raises(ValueError, match="multiple of the model's cell of 16 px"):
         pipe.nearest_allowed(10, 40, 72, grid=24)
     for size in ((10, 40, 72), (20, 56, 40)):
@@ -246,7 +247,7 @@ def test_missing_or_corrupt_autoencoder_folder_is_a_checkpoint_error(tmp_path, c
     run = tmp_path / "run"
     train(LATENT_MODEL, quick(1), run, progress=False, latents=cache)
     ckpt = checkpoint_dirs(run)[-1]
-    config = load_checkpoint(ckpt).model_config
+    config = load_model_folder(ckpt).model_config
     (ckpt / "autoencoder" / "model.safetensors").unlink()
     (ckpt / "autoencoder" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="corrupt"):
@@ -324,12 +325,12 @@ def test_cache_stores_caption_embeddings_and_training_uses_them(tmp_path, autoen
 
 
 def test_bf16_autocast_is_used_only_where_bf16_matmuls_pay(monkeypatch):
-    speedup = loop.bf16_matmul_speedup()
+    speedup = precision.bf16_matmul_speedup()
     assert speedup > 0
-    assert loop.bf16_supported(torch.device("cpu")) == (speedup >= 1.25)
+    assert precision.bf16_supported(torch.device("cpu")) == (speedup >= 1.25)
     for measured, expected in ((0.5, False), (1.1, False), (2.8, True)):
-        monkeypatch.setattr(loop, "bf16_matmul_speedup", lambda measured=measured: measured)
-        assert loop.bf16_supported(torch.device("cpu")) is expected
+        monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda measured=measured: measured)
+        assert precision.bf16_supported(torch.device("cpu")) is expected
 
 
 def test_object_counts_reweight_shapes_scenes_and_are_part_of_the_cache_settings(tmp_path, autoencoder_dir, capsys):

@@ -6,9 +6,23 @@ import numpy as np
 import pytest
 
 from cinecube.errors import InvalidRequestError
-from cinecube.safety.prompts import (CATEGORIES, POLICY_DATA, Blocklist, EmbeddingClassifier, PolicyDecision,
-                                     PromptPolicy, PromptRefused, _examples_digest, check_prompt, fold,
-                                     load_benign, load_examples, load_redteam, normalise, normalise_text)
+from cinecube.safety.prompts import (
+    CATEGORIES,
+    POLICY_DATA,
+    Blocklist,
+    EmbeddingClassifier,
+    PolicyDecision,
+    PromptPolicy,
+    PromptRefused,
+    _examples_digest,
+    check_prompt,
+    fold,
+    load_benign,
+    load_examples,
+    load_redteam,
+    normalise,
+    normalise_text,
+)
 
 
 @pytest.fixture(scope="module")

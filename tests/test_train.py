@@ -8,9 +8,11 @@ from safetensors.torch import load_file
 
 from cinecube.config import PRESETS, TRAIN_PRESETS
 from cinecube.errors import CheckpointError, CinecubeError
+from cinecube.model_folder import checkpoint_dirs, load_model_folder
 from cinecube.train import loop
-from cinecube.train.checkpoint import checkpoint_dirs, load_checkpoint
 from cinecube.train.loop import train
+from cinecube.train.nonfinite import NonFiniteLossError
+from cinecube.train.schedule import learning_rate
 
 MODEL = PRESETS["tiny"]
 
@@ -32,7 +34,7 @@ def test_run_folder_has_checkpoints_metrics_samples_and_plot(tiny_run):
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     dirs = checkpoint_dirs(tiny_run)
     assert [d.name for d in dirs] == ["step_0000002", "step_0000004"]
-    ckpt = load_checkpoint(tiny_run)
+    ckpt = load_model_folder(tiny_run)
     assert ckpt.step == 4 and ckpt.model_config == MODEL
     assert not list((tiny_run / "checkpoints").glob(".*"))       # no temporary folders left
 
@@ -74,13 +76,17 @@ def test_non_finite_loss_skips_the_step_and_is_reported(tmp_path, no_samples, mo
     result = train(MODEL, quick(3, checkpoint_every=1), tmp_path, progress=False)
     assert result.step == 3
     assert "non-finite loss" in capsys.readouterr().err
+    # The skipped step counts (its batch and noise are spent) and is logged as skipped.
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r.get("skipped", False), r["loss"] is None) for r in records] == [
+        (1, False, False), (2, True, True), (3, False, False)]
     for ckpt in checkpoint_dirs(tmp_path):
         for tensor in load_file(str(ckpt / "training" / "raw.safetensors")).values():
             assert torch.isfinite(tensor).all()
 
     monkeypatch.setattr(loop, "_loss_for_batch", lambda *a, **k: (torch.tensor(float("inf"), requires_grad=True), 1))
-    with pytest.raises(loop.NonFiniteLossError):
-        train(MODEL, quick(3), tmp_path / "bad", progress=False)
+    with pytest.raises(NonFiniteLossError, match="5 non-finite"):     # five skipped steps in a row
+        train(MODEL, quick(8), tmp_path / "bad", progress=False)
 
 
 def test_tiny_model_loss_falls(tmp_path, no_samples):
@@ -93,7 +99,7 @@ def test_tiny_model_loss_falls(tmp_path, no_samples):
 
 def test_corrupt_or_missing_checkpoints_give_clear_errors(tmp_path, tiny_run):
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nowhere")
+        load_model_folder(tmp_path / "nowhere")
     import shutil
 
     broken = tmp_path / "broken"
@@ -101,19 +107,18 @@ def test_corrupt_or_missing_checkpoints_give_clear_errors(tmp_path, tiny_run):
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_checkpoint(broken)
+        load_model_folder(broken)
     (broken / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json"):
-        load_checkpoint(broken)
+        load_model_folder(broken)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="neither"):
-        load_checkpoint(tmp_path / "empty")
+        load_model_folder(tmp_path / "empty")
 
 
 def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_samples):
-    from cinecube.train.checkpoint import load_checkpoint
 
-    source = load_checkpoint(tiny_run).weights
+    source = load_model_folder(tiny_run).weights
     run = tmp_path / "finetune"
     train(MODEL, quick(1, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, init_from=tiny_run)
     tuned = load_file(str(checkpoint_dirs(run)[-1] / "training" / "raw.safetensors"))
@@ -139,7 +144,7 @@ def test_init_from_a_shallower_model_grows_it_deeper(tmp_path, tiny_run, no_samp
     from cinecube.cli import main
     from cinecube.transformer import deepened_state_dict
 
-    source = load_checkpoint(tiny_run).weights
+    source = load_model_folder(tiny_run).weights
     depth = MODEL.transformer.depth
     deeper = dataclasses.replace(MODEL, transformer=dataclasses.replace(MODEL.transformer, depth=depth + 1))
     run = tmp_path / "deeper"
@@ -155,7 +160,7 @@ def test_init_from_a_shallower_model_grows_it_deeper(tmp_path, tiny_run, no_samp
     # The command line: --depth sets the blocks of a new run and must agree with a resumed one.
     assert main(["train", "--preset", "tiny", "--depth", str(depth + 1), "--steps", "1", "--init-from",
                  str(tiny_run), "--sample-every", "1000", "--out", str(tmp_path / "cli")]) == 0
-    assert load_checkpoint(tmp_path / "cli").model_config.transformer.depth == depth + 1
+    assert load_model_folder(tmp_path / "cli").model_config.transformer.depth == depth + 1
     code = main(["train", "--preset", "tiny", "--depth", str(depth), "--steps", "2", "--resume",
                  "--out", str(tmp_path / "cli")])
     err = capsys.readouterr().err
@@ -168,11 +173,11 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
     from cinecube.cli import main
     from cinecube.transformer import refined_state_dict
 
-    source = load_checkpoint(tiny_run)
+    source = load_model_folder(tiny_run)
     run = tmp_path / "finer"
     finer = dataclasses.replace(MODEL, patch_size=(1, 2, 2))                  # from 2x4x4
     train(finer, quick(1, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, init_from=tiny_run)
-    tuned = load_checkpoint(run)
+    tuned = load_model_folder(run)
     # The run keeps the geometry of its source: rotary positions and shift base follow the cubes.
     assert tuned.model_config.patch_size == (1, 2, 2)
     assert tuned.model_config.transformer.rope_scale == (0.5, 0.5, 0.5)
@@ -189,7 +194,7 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
     # A run started from it keeps its cubes and geometry unless told otherwise.
     assert main(["train", "--preset", "tiny", "--steps", "1", "--init-from", str(run), "--sample-every", "1000",
                  "--out", str(tmp_path / "next")]) == 0
-    assert load_checkpoint(tmp_path / "next").model_config == tuned.model_config
+    assert load_model_folder(tmp_path / "next").model_config == tuned.model_config
     # Cubes that do not divide the source's are refused in one line, before anything is written.
     code = main(["train", "--preset", "tiny", "--patch-size", "1,3,4", "--steps", "1", "--init-from",
                  str(tiny_run), "--out", str(tmp_path / "odd")])
@@ -200,10 +205,10 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
 def test_cooldown_decays_the_learning_rate_to_zero_over_the_last_steps(tmp_path, capsys):
     constant = quick(100, warmup_steps=10)
     cooled = dataclasses.replace(constant, cooldown_steps=40)
-    rates = [loop.learning_rate(step, cooled) for step in range(100)]
+    rates = [learning_rate(step, cooled) for step in range(100)]
     # Warm-up and the stable phase are those of the constant schedule, so a constant-rate run
     # can be cooled down from any of its checkpoints.
-    assert rates[:60] == [loop.learning_rate(step, constant) for step in range(60)]
+    assert rates[:60] == [learning_rate(step, constant) for step in range(60)]
     assert rates[59] == constant.lr and rates[60] == pytest.approx(constant.lr)
     assert all(a > b > 0 for a, b in zip(rates[60:], rates[61:]))
     assert rates[99] == pytest.approx(constant.lr / 40)

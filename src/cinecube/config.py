@@ -92,7 +92,7 @@ class DiffusionConfig:
     # How the per-token velocity error is weighted over t. "velocity": plain MSE, which weighs
     # the clean-video error by 1/t^2 and so mostly trains the low-noise end. "x0": the velocity
     # error times t^2, i.e. the clean-video MSE, which gives the high-noise steps, where layout,
-    # colour and motion are decided, their share (see the README's training notes).
+    # colour and motion are decided, their share (docs/training.md, "Objective and loss weighting").
     loss_weighting: str = "velocity"
 
 
@@ -118,6 +118,13 @@ class ModelConfig:
         pt, ph, pw = self.patch_size
         return self.latent_channels * pt * ph * pw
 
+    @property
+    def token_pixels(self) -> tuple[int, int]:
+        """How many pixels one token covers along (height, width): a patch of latent cells,
+        each the autoencoder's spatial factor wide. Allowed sides are multiples of these."""
+        s = self.autoencoder.spatial_factor
+        return s * self.patch_size[1], s * self.patch_size[2]
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -125,7 +132,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return _from_dict(cls, data)
 
 
@@ -158,7 +165,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, data)
 
 
@@ -216,10 +223,9 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
     "tiny": AutoencoderConfig(kind="causal3d", latent_channels=8, temporal_factor=4, spatial_factor=8,
                               base_channels=8, channel_multipliers=(1, 2, 2, 4), blocks_per_level=1,
                               norm_groups=4),
-    # A 2x2 space-to-depth stem, then levels at 1/2, 1/4 and 1/8 size (widths
-    # 48, 96, 192; the two deeper downsamplings also halve time). 16.7 M parameters; with no
-    # convolution at full resolution a training step is ~2.3x faster than that of the earlier
-    # full-resolution design (base 32, levels 1/2/4/4, 10.5 M parameters).
+    # A 2x2 space-to-depth stem, then levels at 1/2, 1/4 and 1/8 size (widths 48, 96, 192; the
+    # two deeper downsamplings also halve time), 16.7 M parameters: no convolution runs at full
+    # resolution, where most of a video autoencoder's time goes (docs/autoencoder.md).
     "small": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
                                patch_size=2, base_channels=48, channel_multipliers=(1, 2, 4),
                                blocks_per_level=1, norm_groups=8, linear_path=True),
@@ -233,8 +239,8 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=200, tokens_per_step=1024, max_tokens_per_video=512, warmup_steps=20,
                         sample_every=100, checkpoint_every=50, world_max_frames=8),
-    # fp32: on the small model's real batches (~95 short videos a step) bf16 autocast measured no
-    # faster even where bf16 matmuls ran 2.8x fp32; elementwise work and casts dominate there.
+    # fp32: the small model's batches are many short videos, where elementwise work and casts,
+    # not matmuls, dominate a step and bf16 autocast does not pay (docs/training.md).
     "small": TrainConfig(steps=20000, tokens_per_step=4096, max_tokens_per_video=1024, warmup_steps=300,
                          ema_decay=0.998, sample_every=250),
     "base": TrainConfig(steps=200000, tokens_per_step=65536, max_tokens_per_video=16384, lr=2e-4,

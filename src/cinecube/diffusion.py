@@ -13,7 +13,7 @@ the flow path, so every sampler works with every objective.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

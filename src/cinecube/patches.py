@@ -89,7 +89,7 @@ class PackedBatch:
     def lengths(self) -> list[int]:
         return [gt * gh * gw for gt, gh, gw in self.grids]
 
-    def to(self, device: torch.device | str) -> "PackedBatch":
+    def to(self, device: torch.device | str) -> PackedBatch:
         return PackedBatch(self.tokens.to(device), self.positions.to(device),
                            self.segment_ids.to(device), self.grids, self.frames,
                            self.patch, self.channels)

@@ -27,16 +27,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .autoencoder import Autoencoder, tensor_to_frames
+from .autoencoder import Autoencoder, load_model_autoencoder, tensor_to_frames
 from .config import ModelConfig
 from .diffusion import Objective, flow_timesteps, resolution_shift
 from .errors import InvalidRequestError, VideoIOError
+from .model_folder import WEIGHTS_FILE, load_model_folder, load_weights_into
 from .patches import PackedBatch, grid_positions, token_grid, unpack
 from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
 from .safety.watermark import MIN_SIDE as WATERMARK_MIN_SIDE
 from .sampling import SAMPLERS, classifier_free_guidance
 from .text import TextEncoder, get_text_encoder
-from .train.checkpoint import load_checkpoint, load_model_autoencoder, load_weights_into
 from .transformer import DiffusionTransformer
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png")
@@ -91,9 +91,11 @@ def check_output_path(path: str | os.PathLike, frames: int) -> None:
         raise VideoIOError(f"output '{path}': folder '{folder}' is not writable")
 
 
-def allowed_sizes_message(config: ModelConfig, autoencoder: Autoencoder) -> str:
-    grid = autoencoder.config.spatial_factor * config.patch_size[1]
-    return (f"height and width: multiples of {grid} from {grid} to {config.max_side}; "
+def allowed_sizes_message(config: ModelConfig) -> str:
+    (gh, gw) = config.token_pixels
+    sides = (f"height and width: multiples of {gh} from {gh}" if gh == gw else
+             f"height: multiples of {gh} from {gh}, width: multiples of {gw} from {gw},")
+    return (f"{sides} to {config.max_side}; "
             f"frames: 1..{config.max_frames}; at most {config.max_tokens} tokens per video")
 
 
@@ -105,23 +107,22 @@ class Pipeline:
         self.autoencoder = autoencoder.eval()
         self.text_encoder = text_encoder
         self.config: ModelConfig = model.config
-        self.objective = Objective(self.config.diffusion)
         self.name = name
         self.weights_sha256 = weights_sha256
         self.safety = safety or SafetySettings()
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str = "cpu",
-                        safety: SafetySettings | None = None) -> "Pipeline":
+                        safety: SafetySettings | None = None) -> Pipeline:
         """Load a checkpoint folder or run folder; the bundled default when path is None."""
-        checkpoint = load_checkpoint(path if path is not None else default_model_dir())
-        model = DiffusionTransformer(checkpoint.model_config)
-        load_weights_into(model, checkpoint.weights, str(checkpoint.path))
+        stored = load_model_folder(path if path is not None else default_model_dir())
+        model = DiffusionTransformer(stored.model_config)
+        load_weights_into(model, stored.weights, str(stored.path))
         # The identity for pixel models; a latent-space model's folder carries its autoencoder/.
-        autoencoder = load_model_autoencoder(checkpoint.path, checkpoint.model_config)
-        digest = hashlib.sha256((checkpoint.path / "model.safetensors").read_bytes()).hexdigest()
-        text = get_text_encoder(checkpoint.model_config.text_max_tokens)
-        name = "default" if path is None else checkpoint.path.name
+        autoencoder = load_model_autoencoder(stored.path, stored.model_config)
+        digest = hashlib.sha256((stored.path / WEIGHTS_FILE).read_bytes()).hexdigest()
+        text = get_text_encoder(stored.model_config.text_max_tokens)
+        name = "default" if path is None else stored.path.name
         return cls(model.to(device), autoencoder.to(device), text, name=name, weights_sha256=digest,
                    safety=safety)
 
@@ -135,9 +136,8 @@ class Pipeline:
         n_tokens = self.text_encoder.token_count(prompt)
         if n_tokens > cfg.text_max_tokens:
             raise InvalidRequestError(f"prompt is {n_tokens} tokens long; the maximum is {cfg.text_max_tokens}")
-        allowed = allowed_sizes_message(cfg, self.autoencoder)
-        grid = self.cell_px
-        for name, value in (("height", height), ("width", width)):
+        allowed = allowed_sizes_message(cfg)
+        for (name, value), grid in zip((("height", height), ("width", width)), cfg.token_pixels):
             if not isinstance(value, int) or value < grid or value > cfg.max_side or value % grid:
                 raise InvalidRequestError(f"{name} {value} is not allowed; {allowed}")
         if not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames:
@@ -154,27 +154,23 @@ class Pipeline:
         if not 0.0 <= guidance <= 30.0:
             raise InvalidRequestError(f"guidance {guidance} is not allowed; use 0..30 (1 = no guidance)")
 
-    @property
-    def cell_px(self) -> int:
-        """Pixels per token along height and width: allowed sides are multiples of this."""
-        return self.autoencoder.config.spatial_factor * self.config.patch_size[1]
-
     def nearest_allowed(self, frames: int, height: int, width: int, grid: int | None = None) -> tuple[int, int, int]:
         """The allowed (frames, height, width) nearest to a request: sides rounded to the grid
-        (`cell_px`, or a multiple of it; at least one grid step, and the watermark's minimum when
-        it is on), frames within 1..max_frames. For callers that must ask for a size that is not
-        allowed (e.g. evaluating on fixed canvases)."""
+        (the pixels a token covers, `ModelConfig.token_pixels`, or a multiple of both; at least
+        one grid step, and the watermark's minimum when it is on), frames within 1..max_frames.
+        For callers that must ask for a size that is not allowed (e.g. evaluating on fixed canvases)."""
         cfg = self.config
-        grid = grid or self.cell_px
-        if grid % self.cell_px:
-            raise ValueError(f"grid {grid} px is not a multiple of the model's cell of {self.cell_px} px")
-        smallest = grid * math.ceil(WATERMARK_MIN_SIDE / grid) if self.safety.watermark else grid
-        largest = cfg.max_side // grid * grid
+        if grid is not None and any(grid % cell for cell in cfg.token_pixels):
+            raise ValueError(f"grid {grid} px is not a multiple of the model's cell of "
+                             f"{'x'.join(map(str, sorted(set(cfg.token_pixels))))} px")
 
-        def side(value: int) -> int:
-            return min(largest, max(smallest, math.floor(value / grid + 0.5) * grid))   # halves round up
+        def side(value: int, step: int) -> int:
+            smallest = step * math.ceil(WATERMARK_MIN_SIDE / step) if self.safety.watermark else step
+            largest = cfg.max_side // step * step
+            return min(largest, max(smallest, math.floor(value / step + 0.5) * step))   # halves round up
 
-        return min(cfg.max_frames, max(1, frames)), side(height), side(width)
+        grid_h, grid_w = (grid, grid) if grid is not None else cfg.token_pixels
+        return min(cfg.max_frames, max(1, frames)), side(height, grid_h), side(width, grid_w)
 
     def num_tokens(self, frames: int, height: int, width: int) -> int:
         """Tokens of a generated video: a causal autoencoder's layout covering `frames`."""

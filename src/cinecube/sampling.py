@@ -7,7 +7,7 @@ a mask: masked tokens stay at their clean value with t = 0 while the rest is den
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -13,7 +13,6 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-TEXT_DIM = 384
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"   # the name stored embeddings (latent caches) carry
 
 

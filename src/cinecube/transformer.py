@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 
-
 # ---------------------------------------------------------------------------------------
 # Attention over packed, variable-length segments
 # ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Subcommands beside the core ones in `cinecube.cli`.
+"""The `cinecube` subcommands, one module per group; `cinecube.cli` wires them.
 
 Every module here defines `register(commands, eval_commands)`, which adds its parsers to the
 top-level `cinecube` subcommands and/or to `cinecube eval ...`. Handlers import heavy

@@ -104,8 +104,8 @@ def _source_for(spec: dict, train, canvases=None):
 
 def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     from ..config import AUTOENCODER_PRESETS, AutoencoderConfig
+    from ..model_folder import checkpoint_dirs
     from ..train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS, AutoencoderTrainConfig, train_autoencoder
-    from ..train.checkpoint import checkpoint_dirs
 
     out = Path(args.out)
     config = AUTOENCODER_PRESETS[args.preset]
@@ -148,7 +148,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
 
     def on_checkpoint(step: int, ema) -> None:
         write_reconstructions(ema, source, out / "samples" / f"step_{step:07d}.png")
-        from ..train.loop import plot_loss_curve
+        from ..train.metrics import plot_loss_curve
 
         if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size:   # none at step 0
             plot_loss_curve(out / "metrics.jsonl", out / "loss.png", ylabel="L1 + edge + KL loss")
@@ -167,8 +167,7 @@ def write_reconstructions(model, source, path: Path) -> None:
     import numpy as np
     import torch
 
-    from ..autoencoder import frames_to_tensor, tensor_to_frames
-    from ..train.autoencoder_loop import crop_to_layout
+    from ..autoencoder import crop_to_layout, frames_to_tensor, tensor_to_frames
     from ..video_io import write_video
 
     c = model.config

@@ -1,5 +1,6 @@
-"""`cinecube eval fvd`, `cinecube eval fid` and `cinecube eval all` (metrics + HTML report).
+"""`cinecube eval adherence`, `eval fvd`, `eval fid` and `eval all` (metrics + HTML report).
 
+    cinecube eval adherence [--model M] [--n 120] [--out adherence.json] [--samples DIR] [--grid PX]
     cinecube eval fvd SET_A SET_B [--feature logits|pool] [--frames 16] [--out fvd.json]
     cinecube eval fvd --check-real [--windows-per-half 4] [--out i3d_check.json]
     cinecube eval fid SET_A SET_B [--frames-per-video N] [--out fid.json]
@@ -22,6 +23,23 @@ VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".webm", ".mov", ".mkv")
 
 
 def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubParsersAction) -> None:
+    a = eval_commands.add_parser("adherence", help="prompt adherence on held-out prompts, measured from the pixels")
+    a.add_argument("--model", default=None, help="checkpoint or run folder (default: the bundled model)")
+    a.add_argument("--n", type=int, default=120, help="number of held-out prompts (default 120)")
+    a.add_argument("--steps", type=int, default=20)
+    a.add_argument("--guidance", type=float, default=3.0)
+    a.add_argument("--seed", type=int, default=1234)
+    a.add_argument("--out", default="adherence.json", help="JSON report path")
+    a.add_argument("--samples", default=None, help="folder for a contact sheet of the generated videos")
+    a.add_argument("--grid", type=int, default=None,
+                   help="make every case with sides rounded to multiples of this many pixels (a multiple of "
+                        "the model's own cell), e.g. 16 to compare a model of 8-px cells with one of 16-px "
+                        "cells at the same sizes (default: the model's own cell)")
+    a.add_argument("--ceiling", action="store_true",
+                   help="score the world's own renders at the model's sizes, passed through the model's "
+                        "autoencoder: the most any model in that latent space can reach")
+    a.set_defaults(func=cmd_eval_adherence)
+
     f = eval_commands.add_parser("fvd", help="Fréchet Video Distance (Kinetics-400 I3D) between two sets of videos")
     f.add_argument("set_a", nargs="?", help="video file or folder of videos")
     f.add_argument("set_b", nargs="?", help="video file or folder of videos")
@@ -59,6 +77,60 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
                        help="include the I3D check on real clips (default unless --quick)")
     check.add_argument("--no-i3d-check", dest="i3d_check", action="store_false")
     a.set_defaults(func=cmd_eval_all)
+
+
+def cmd_eval_adherence(args: argparse.Namespace) -> int:
+    from ..evaluate.adherence import evaluate_adherence, heldout_cases
+    from ..pipeline import Pipeline
+
+    if args.n < 1:
+        raise CinecubeError(f"--n must be at least 1, got {args.n}")
+    pipe = Pipeline.from_pretrained(args.model)
+    cell_h, cell_w = pipe.config.token_pixels
+    if args.grid is not None and (args.grid < 1 or args.grid % cell_h or args.grid % cell_w):
+        cell = f"{cell_h}" if cell_h == cell_w else f"{cell_h}x{cell_w}"
+        raise CinecubeError(f"--grid must be a multiple of the model's cell of {cell} px, got {args.grid}")
+    cases = heldout_cases(args.n, seed=args.seed)
+
+    def generate(case):
+        # A latent-space model may not allow the case's canvas (e.g. 40x40 with 16-px cells):
+        # it makes the nearest allowed size (on --grid when given), which is measured as it is.
+        frames, height, width = pipe.nearest_allowed(case.frames, case.height, case.width, args.grid)
+        if args.ceiling:
+            return autoencoder_round_trip(pipe.autoencoder, case.scene, frames, height, width)
+        return pipe(case.prompt, frames=frames, height=height, width=width,
+                    steps=args.steps, guidance=args.guidance, seed=case.seed, progress=False).frames
+
+    report = evaluate_adherence(generate, cases, progress=True, samples_dir=args.samples)
+    print(report.table())
+    out = Path(args.out)
+    result = report.to_json()
+    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256,
+                       "grid_px": args.grid or cell_h}
+    result["model"].update({"ceiling": "ground-truth renders through the model's autoencoder"} if args.ceiling
+                           else {"steps": args.steps, "guidance": args.guidance})
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
+
+
+def autoencoder_round_trip(autoencoder, scene, frames: int, height: int, width: int):
+    """The world's render of `scene` at (frames, height, width), encoded and decoded: uint8
+    (T, H, W, 3). Frames beyond the autoencoder's causal layout are rendered, then dropped."""
+    import dataclasses
+
+    import torch
+
+    from ..autoencoder import frames_to_tensor, tensor_to_frames
+    from ..data.shapes import render
+
+    made = autoencoder.frames_covering(frames)
+    video = render(dataclasses.replace(scene, frames=made, height=height, width=width))
+    with torch.no_grad():
+        decoded = autoencoder.decode(autoencoder.encode(frames_to_tensor(video)))
+    return tensor_to_frames(decoded)[:frames]
 
 
 def _log(message: str) -> None:

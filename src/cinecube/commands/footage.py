@@ -71,8 +71,8 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
     """(autoencoder, one-line description). A pixel autoencoder is the identity map.
 
     With neither given: the bundled model's autoencoder (weights/default/autoencoder)."""
-    from ..autoencoder import PixelAutoencoder, load_autoencoder
-    from ..train.checkpoint import load_checkpoint
+    from ..autoencoder import PixelAutoencoder, load_autoencoder, load_model_autoencoder
+    from ..model_folder import load_model_folder
 
     if autoencoder is not None:
         ae = load_autoencoder(autoencoder)
@@ -82,12 +82,10 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
         model_path, label = default_model_dir(), "the bundled model"
     else:
         model_path, label = Path(model), model
-    checkpoint = load_checkpoint(model_path)
+    checkpoint = load_model_folder(model_path)
     config = checkpoint.model_config.autoencoder
     if config.kind == "pixel":
         return PixelAutoencoder(config), f"{label} uses the pixel autoencoder: the identity (no compression)"
-    from ..train.checkpoint import load_model_autoencoder
-
     return (load_model_autoencoder(checkpoint.path, checkpoint.model_config),
             f"{config.kind} autoencoder of {label}")
 

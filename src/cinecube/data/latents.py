@@ -118,8 +118,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from ..autoencoder import frames_to_tensor, load_autoencoder, save_autoencoder
-    from ..train.autoencoder_loop import crop_to_layout
+    from ..autoencoder import crop_to_layout, frames_to_tensor, load_autoencoder, save_autoencoder
     from .corpus import check_object_counts_apply
 
     if (corpus is None) == (world is None):

@@ -12,8 +12,9 @@ an object's pixels can be compared directly with the ground truth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class Scene:
         return d
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "Scene":
+    def from_dict(d: dict[str, Any]) -> Scene:
         """Inverse of :meth:`to_dict`."""
         objects = tuple(ObjectSpec(**o) for o in d["objects"])
         return Scene(

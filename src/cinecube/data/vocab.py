@@ -38,12 +38,3 @@ MOTION_VECTORS: dict[str, tuple[float, float]] = {
     "down-right": (0.7071, 0.7071),
 }
 MOTIONS: tuple[str, ...] = tuple(MOTION_VECTORS) + ("still", "bouncing")
-
-# Canvas aspect ratios the world draws from, as (height, width) ratios.
-ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1),
-    "16:9": (9, 16),
-    "9:16": (16, 9),
-    "4:3": (3, 4),
-    "3:4": (4, 3),
-}

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -720,7 +721,7 @@ class AdherenceReport:
         return {a: (passed[a] / scored[a] if scored[a] else None) for a in ATTRIBUTES}, passed, scored
 
     @staticmethod
-    def from_records(records: list[dict[str, Any]]) -> "AdherenceReport":
+    def from_records(records: list[dict[str, Any]]) -> AdherenceReport:
         accuracy, passed, scored = AdherenceReport._accuracy(records)
         whole = [all(v is not False for v in r["results"].values()) for r in records]
         all_pass = sum(whole) / len(whole) if whole else 0.0

@@ -20,9 +20,10 @@ sample counts and is only comparable with results of the same counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -115,18 +116,6 @@ def fvd(videos_a: Sequence[np.ndarray], videos_b: Sequence[np.ndarray], feature:
     if not videos_a or not videos_b:
         raise CinecubeError("FVD needs at least one video in each set")
     return frechet_distance(i3d_embeddings(videos_a, feature), i3d_embeddings(videos_b, feature), feature)
-
-
-def fvd_both(videos_a: Sequence[np.ndarray], videos_b: Sequence[np.ndarray]) -> dict[str, FrechetResult]:
-    """FVD on the 400-d logits and on the 1024-d pooled features, from one I3D pass per set."""
-    from cinecube.evaluate.i3d import i3d_outputs
-
-    if not videos_a or not videos_b:
-        raise CinecubeError("FVD needs at least one video in each set")
-    logits_a, pool_a = i3d_outputs(list(videos_a))
-    logits_b, pool_b = i3d_outputs(list(videos_b))
-    return {"logits": frechet_distance(logits_a, logits_b, "logits"),
-            "pool": frechet_distance(pool_a, pool_b, "pool")}
 
 
 # --------------------------------------------------------------------------------------------

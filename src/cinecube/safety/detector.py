@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -164,7 +165,7 @@ class Detector:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Detector":
+    def load(cls, path: str | os.PathLike) -> Detector:
         try:
             payload = json.loads(Path(path).read_text())
             if payload.get("format") != "cinecube-detector-v1":

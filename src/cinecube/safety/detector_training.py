@@ -13,15 +13,15 @@ compression gives the answer away.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..errors import CinecubeError
-from .distortions import h264_round_trip
 from .detector import FEATURE_NAMES, Detector, fit_logistic, roc_auc, video_features
+from .distortions import h264_round_trip
 
 TRAIN_CLIPS = ("bikes", "vtest", "box", "bigbuckbunny")
 TEST_CLIPS = ("carphone", "tree", "cup")
@@ -83,9 +83,8 @@ def real_examples(clips: tuple[str, ...], per_clip: int, rng: np.random.Generato
 
 
 def photo_examples(parity: int, rng: np.random.Generator, limit: int) -> Iterator[Example]:
-    from ..video_io import read_video
-
     from ..data.assets import photo_paths
+    from ..video_io import read_video
 
     photos = [p for i, p in enumerate(photo_paths()) if i % 2 == parity]
     for path in photos[:limit]:

@@ -20,9 +20,10 @@ the other 110 (a book cover in right.jpg), none in shapes-world videos.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import Protocol, Sequence, runtime_checkable
+from functools import cache
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def _cv2():
     return cv2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cascade(name: str):
     cv2 = _cv2()
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)

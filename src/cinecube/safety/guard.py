@@ -18,7 +18,6 @@ log and the manifest's claims, and reported to the user.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import uuid
@@ -68,13 +67,6 @@ class SafetySettings:
     @property
     def skipped(self) -> list[str]:
         return [stage for stage in STAGES if not getattr(self, stage)]
-
-    def with_skipped(self, stages: list[str]) -> "SafetySettings":
-        unknown = sorted(set(stages) - set(STAGES))
-        if unknown:
-            raise CinecubeError(f"unknown safety stage(s) {unknown}; stages: {', '.join(STAGES)}")
-        return dataclasses.replace(self, **{stage: False for stage in stages})
-
 
 @dataclass
 class PublishResult:

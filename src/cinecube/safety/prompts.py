@@ -362,7 +362,7 @@ class EmbeddingClassifier:
         self.encoder = encoder
 
     @classmethod
-    def fit(cls, data_dir: Path = POLICY_DATA, encoder=None) -> "EmbeddingClassifier":
+    def fit(cls, data_dir: Path = POLICY_DATA, encoder=None) -> EmbeddingClassifier:
         texts, labels = load_examples(data_dir)
         classes = [BENIGN, *CATEGORIES]
         x = sentence_embeddings([normalise_text(t) for t in texts], encoder)
@@ -371,7 +371,7 @@ class EmbeddingClassifier:
         return cls(classes, weight, bias, encoder)
 
     @classmethod
-    def load(cls, data_dir: Path = POLICY_DATA, encoder=None) -> "EmbeddingClassifier":
+    def load(cls, data_dir: Path = POLICY_DATA, encoder=None) -> EmbeddingClassifier:
         """The shipped weights when they match the examples; otherwise refit from the examples."""
         path = data_dir / "classifier.npz"
         if path.exists():

@@ -147,7 +147,7 @@ class WatermarkPayload:
         return np.concatenate([data, _int_bits(_crc8(data), CRC_BITS)])
 
     @classmethod
-    def from_bits(cls, bits: np.ndarray) -> "WatermarkPayload":
+    def from_bits(cls, bits: np.ndarray) -> WatermarkPayload:
         """Inverse of to_bits(); raises ValueError when the length or the CRC is wrong."""
         bits = np.asarray(bits).astype(np.uint8).reshape(-1)
         if bits.size != PAYLOAD_BITS:

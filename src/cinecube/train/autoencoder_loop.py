@@ -11,7 +11,7 @@ default source draws from the shapes world; real footage plugs in as another fun
 source must be a pure function of the step, and posterior noise is seeded by (seed, step),
 so the state needed to resume exactly is the weights, the EMA, the optimizer and the step.
 
-Checkpoints are ordinary cinecube checkpoint folders (see train/checkpoint.py): config.json
+Checkpoints are ordinary cinecube training checkpoints (see train/checkpoint.py): config.json
 holds a ModelConfig whose `autoencoder` field is the network's config (the transformer part
 is the default and unused), model.safetensors the EMA weights with their latent statistics,
 training/ the raw weights, optimizer and run state. `load_autoencoder` reads them back.
@@ -24,7 +24,6 @@ discriminator and optimizer, stepped after the autoencoder's step in the loop be
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -37,12 +36,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..autoencoder import CausalVideoAutoencoder, DiagonalGaussian, fit_linear_path, frames_to_tensor
+from ..autoencoder import CausalVideoAutoencoder, DiagonalGaussian, crop_to_layout, fit_linear_path, frames_to_tensor
 from ..config import AutoencoderConfig, ModelConfig
 from ..errors import CheckpointError, CinecubeError
-from .loop import learning_rate, update_ema
-from .checkpoint import (checkpoint_dirs, load_training_state, load_weights_into, prune_checkpoints,
-                         save_checkpoint)
+from ..model_folder import checkpoint_dirs, load_weights_into
+from .checkpoint import load_training_checkpoint, prune_checkpoints, save_training_checkpoint
+from .ema import update_ema
+from .metrics import METRICS_FILE, MetricsLog
+from .nonfinite import NonFiniteGuard
+from .schedule import learning_rate
 
 VideoSource = Callable[[int], list[np.ndarray]]            # step -> uint8 (T, H, W, 3) videos
 ExtraLoss = Callable[[Tensor, Tensor], Tensor]              # (reconstruction, target) -> scalar
@@ -58,6 +60,7 @@ class AutoencoderTrainConfig:
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 200
+    cooldown_steps: int = 0          # > 0: lr decays linearly to 0 over the last this many steps
     grad_clip: float = 1.0
     kl_weight: float = 1e-6          # small: the latent statistics, not the KL, set the latent scale
     edge_weight: float = 0.5         # L1 on spatial/temporal differences: keeps edges and motion sharp
@@ -80,7 +83,7 @@ class AutoencoderTrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AutoencoderTrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> AutoencoderTrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -101,8 +104,7 @@ AUTOENCODER_TRAIN_PRESETS: dict[str, AutoencoderTrainConfig] = {
     "linear": AutoencoderTrainConfig(steps=0, linear_fit_steps=48,
                                      world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
                                      world_frame_counts=(1, 5, 9, 17),
-                                     # large windows fit the held-out footage best (measured: 30.35
-                                     # dB; with 96x96 and 64x64 windows mixed in 29.95-30.14 dB)
+                                     # large windows fit the held-out footage best (docs/autoencoder.md)
                                      linear_fit_canvases=((256, 256), (192, 320), (320, 192))),
     "small": AutoencoderTrainConfig(steps=20000, videos_per_step=3, lr=6e-4, checkpoint_every=250,
                                     world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
@@ -135,22 +137,6 @@ def shapes_source(train: AutoencoderTrainConfig) -> VideoSource:
         return out
 
     return videos
-
-
-def crop_to_layout(frames: np.ndarray, temporal_factor: int, spatial_factor: int) -> np.ndarray:
-    """Crop uint8 (T, H, W, 3) to the largest 1 + tf*k frames and multiples of s pixels.
-
-    Training may drop a few frames or edge pixels of a clip; inference refuses such sizes
-    instead (see CausalVideoAutoencoder.encode), where the caller decides.
-    """
-    t, h, w = frames.shape[:3]
-    t = 1 + (t - 1) // temporal_factor * temporal_factor
-    h, w = h // spatial_factor * spatial_factor, w // spatial_factor * spatial_factor
-    if t < 1 or h < spatial_factor or w < spatial_factor:
-        raise CinecubeError(f"training video of shape {frames.shape} is smaller than one latent cell "
-                            f"({spatial_factor}x{spatial_factor} pixels)")
-    top, left = (frames.shape[1] - h) // 2, (frames.shape[2] - w) // 2
-    return frames[:t, top:top + h, left:left + w]
 
 
 def _finite_differences(x: Tensor) -> list[Tensor]:
@@ -199,40 +185,26 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
     source = videos if videos is not None else shapes_source(train)
     tf, s = config.temporal_factor, config.spatial_factor
 
+    def layout_videos(steps: range, draw: VideoSource):
+        # (3, T, H, W) tensors cropped to the causal layout, for the fit and the statistics
+        return (frames_to_tensor(crop_to_layout(v, tf, s)).to(dev) for k in steps for v in draw(k))
+
     torch.manual_seed(train.seed)
     model = CausalVideoAutoencoder(config).to(dev)
     ema = CausalVideoAutoencoder(config).to(dev).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
-    # Adam moves every weight by ~lr a step whatever its size; the linear path's PCA weights
-    # (~1/sqrt(3*tf*s*s) each) would be scrambled at the networks' rate, so they get a fraction.
-    linear = [p for name, p in model.named_parameters() if ".linear_path." in name]
-    networks = [p for name, p in model.named_parameters() if ".linear_path." not in name]
-    groups = [{"params": networks, "lr_scale": 1.0}]
-    if linear:
-        groups.append({"params": linear, "lr_scale": train.linear_path_lr_scale, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+    optimizer = _optimizer(model, train)
     model_config = ModelConfig(autoencoder=config)
 
     step = 0
     if config.linear_path and not existing:
-        fit = fit_linear_path(model, (frames_to_tensor(crop_to_layout(v, tf, s)).to(dev)
-                                      for k in range(train.linear_fit_steps) for v in (fit_videos or source)(k)))
+        fit = fit_linear_path(model, layout_videos(range(train.linear_fit_steps), fit_videos or source))
         ema.load_state_dict(model.state_dict())
         tqdm.write(f"linear path: PCA of {fit['blocks']} pixel blocks keeps {100 * fit['explained']:.2f} % "
                    f"of their variance; decoder fit: MSE {fit['mse']:.5f} (PCA alone {fit['pca_mse']:.5f})",
                    file=sys.stderr)
     if existing:
-        latest = existing[-1]
-        saved = json.loads((latest / "config.json").read_text())
-        if ModelConfig.from_dict(saved["model"]).autoencoder != config:
-            raise CheckpointError(f"cannot resume '{run_dir}': its autoencoder config differs from the requested one")
-        raw, optim_state, state = load_training_state(latest)
-        load_weights_into(model, raw, str(latest))
-        from safetensors.torch import load_file
-        load_weights_into(ema, load_file(str(latest / "model.safetensors")), str(latest))
-        optimizer.load_state_dict(optim_state)
-        step = int(state["step"])
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
+        step = _resume(existing[-1], run_dir, config, model, ema, optimizer)
 
     (run_dir / "run.json").write_text(json.dumps(
         {"autoencoder": asdict(config), "train": train.to_dict(), "parameters": model.num_parameters()},
@@ -241,69 +213,87 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
 
     def write_checkpoint() -> None:
         # Statistics of the weights being saved, from a fixed set of videos.
-        ema.estimate_latent_stats(frames_to_tensor(crop_to_layout(v, tf, s)).to(dev)
-                                  for k in range(train.stats_steps) for v in source(k))
-        save_checkpoint(run_dir / "checkpoints" / f"step_{step:07d}", model_config, ema,
-                        step=step, raw_model=model, optimizer=optimizer,
-                        state={"step": step, "train": train.to_dict()})
+        ema.estimate_latent_stats(layout_videos(range(train.stats_steps), source))
+        save_training_checkpoint(run_dir, step, model_config, ema, raw_model=model, optimizer=optimizer,
+                                 state={"step": step, "train": train.to_dict()})
         prune_checkpoints(run_dir, train.keep_checkpoints)
         if on_checkpoint is not None:
             on_checkpoint(step, ema)
 
     if last_stop == 0 and not existing:
         write_checkpoint()           # zero steps: the closed-form fit (linear path) is the model
+    guard = NonFiniteGuard()
     bar = tqdm(total=last_stop, initial=step, desc="training autoencoder", disable=not progress,
                dynamic_ncols=True)
-    metrics = (run_dir / "metrics.jsonl").open("a")
-    bad_steps, started = 0, time.time()
+    started = time.time()
     last: dict[str, float] = {}
     try:
-        while step < last_stop:
-            batch = [frames_to_tensor(crop_to_layout(v, tf, s)).to(dev) for v in source(step)]
-            generator = torch.Generator(device=dev).manual_seed(train.seed * 1_000_003 + step)
-            optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, Tensor] = {}
-            for video in batch:
-                # One video per forward: sizes may differ, and memory is one video's worth.
-                reconstruction, posterior = model(video[None], generator)
-                terms = autoencoder_losses(reconstruction, video[None], posterior, train, extra_loss)
-                (terms["loss"] / len(batch)).backward()
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + value.detach() / len(batch)
-            last = {name: value.item() for name, value in sums.items()}    # one host sync per step
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-            if not (math.isfinite(last["loss"]) and torch.isfinite(grad_norm)):
-                bad_steps += 1
-                tqdm.write(f"step {step}: non-finite loss or gradient; step skipped, weights untouched",
-                           file=sys.stderr)
-                if bad_steps >= 5:
-                    raise CinecubeError(f"{bad_steps} non-finite losses in a row at step {step}; lower lr")
-                step += 1    # the next step draws other videos; retrying the same ones would fail again
-                continue
-            bad_steps = 0
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, train) * group["lr_scale"]
-            optimizer.step()
-            update_ema(ema, model, step, train.ema_decay)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(l1=f"{last['l1']:.4f}")
-            if step % train.log_every == 0 or step == last_stop:
-                record = {"step": step, **last, "lr": learning_rate(step - 1, train),
-                          "grad_norm": float(grad_norm), "seconds": time.time() - started}
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-            if step % train.checkpoint_every == 0 or step == last_stop:
-                write_checkpoint()
+        with MetricsLog(run_dir / METRICS_FILE, resumed_at=step if existing else None) as metrics:
+            while step < last_stop:
+                batch = [frames_to_tensor(crop_to_layout(v, tf, s)).to(dev) for v in source(step)]
+                last, grad_norm = _train_step(model, ema, optimizer, batch, train, step, guard, extra_loss)
+                step += 1
+                bar.update(1)
+                bar.set_postfix(l1=f"{last['l1']:.4f}")
+                if step % train.log_every == 0 or step == last_stop:
+                    metrics.write({"step": step, **last, "lr": learning_rate(step - 1, train),
+                                   "grad_norm": grad_norm, "seconds": time.time() - started,
+                                   **({"skipped": True} if grad_norm is None else {})})
+                if step % train.checkpoint_every == 0 or step == last_stop:
+                    write_checkpoint()
     finally:
-        metrics.close()
         bar.close()
     return AutoencoderTrainResult(step, last, run_dir)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop log lines past the checkpoint so the log has no duplicated steps."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+def _optimizer(model: CausalVideoAutoencoder, train: AutoencoderTrainConfig) -> torch.optim.Optimizer:
+    """AdamW with the linear path in a group of its own at a fraction of the rate.
+
+    Adam moves every weight by ~lr a step whatever its size; the linear path's PCA weights
+    (~1/sqrt(3*tf*s*s) each) would be scrambled at the networks' rate."""
+    linear = [p for name, p in model.named_parameters() if ".linear_path." in name]
+    networks = [p for name, p in model.named_parameters() if ".linear_path." not in name]
+    groups = [{"params": networks, "lr_scale": 1.0}]
+    if linear:
+        groups.append({"params": linear, "lr_scale": train.linear_path_lr_scale, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+
+
+def _resume(latest: Path, run_dir: Path, config: AutoencoderConfig, model: CausalVideoAutoencoder,
+            ema: CausalVideoAutoencoder, optimizer: torch.optim.Optimizer) -> int:
+    """Load weights, EMA and optimizer from a checkpoint; return its step."""
+    checkpoint = load_training_checkpoint(latest)
+    if checkpoint.model_config.autoencoder != config:
+        raise CheckpointError(f"cannot resume '{run_dir}': its autoencoder config differs from the requested one")
+    load_weights_into(model, checkpoint.raw_weights, str(latest))
+    load_weights_into(ema, checkpoint.ema_weights, str(latest))
+    optimizer.load_state_dict(checkpoint.optimizer_state)
+    return int(checkpoint.state["step"])
+
+
+def _train_step(model: CausalVideoAutoencoder, ema: CausalVideoAutoencoder, optimizer: torch.optim.Optimizer,
+                batch: list[Tensor], train: AutoencoderTrainConfig, step: int, guard: NonFiniteGuard,
+                extra_loss: ExtraLoss | None) -> tuple[dict[str, float], float | None]:
+    """One optimizer step over a batch of videos: (the mean loss terms, the gradient norm, or
+    None when the step was skipped)."""
+    generator = torch.Generator(device=batch[0].device).manual_seed(train.seed * 1_000_003 + step)
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, Tensor] = {}
+    for video in batch:
+        # One video per forward: sizes may differ, and memory is one video's worth.
+        reconstruction, posterior = model(video[None], generator)
+        terms = autoencoder_losses(reconstruction, video[None], posterior, train, extra_loss)
+        (terms["loss"] / len(batch)).backward()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.detach() / len(batch)
+    last = {name: value.item() for name, value in sums.items()}    # one host sync per step
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip))
+    if not (guard.check(step, "loss", last["loss"]) and guard.check(step, "gradient", grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return last, None
+    guard.stepped()
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, train) * group["lr_scale"]
+    optimizer.step()
+    update_ema(ema, model, step, train.ema_decay)
+    return last, grad_norm
