@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -63,10 +64,8 @@ def _register_cpu_attention_flops() -> None:
         return torch.utils.flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
     @torch.utils.flop_counter.register_flop_formula(backward_op)
-    def backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
-                       **kwargs) -> int:
-        return torch.utils.flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
-                                                                 value_shape)
+    def backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return torch.utils.flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -90,7 +89,7 @@ def matmul_calls(size: int = 2048) -> dict[str, Callable[[], object]]:
 def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, float]:
     """The machine's measured matmul peak: best FLOP/s of a size^3 matmul in fp32 and bf16."""
     seconds = best_times_interleaved(matmul_calls(size), repeats, warmup=2)
-    return {name: 2 * size ** 3 / s for name, s in seconds.items()}
+    return {name: 2 * size**3 / s for name, s in seconds.items()}
 
 
 def peak_rss_mib() -> float:
@@ -102,13 +101,13 @@ def current_rss_mib() -> float:
     """This process's resident set now, from /proc/self/statm, in MiB."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2 ** 20
+    return pages * resource.getpagesize() / 2**20
 
 
 def bf16_cpu_supported() -> bool:
     """bf16 autocast is worth trying only where the CPU has native bf16 dot products."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -37,8 +37,7 @@ def sample_mix(count: int, seed: int, canvases=CANVASES, max_frames=MAX_FRAMES) 
     """(frames, height, width) of `count` videos: uniform canvas, uniform duration 1..max_frames."""
     rng = np.random.default_rng(seed)
     names = list(canvases)
-    return [(int(rng.integers(1, max_frames + 1)), *canvases[names[rng.integers(len(names))]])
-            for _ in range(count)]
+    return [(int(rng.integers(1, max_frames + 1)), *canvases[names[rng.integers(len(names))]]) for _ in range(count)]
 
 
 @contextlib.contextmanager
@@ -51,13 +50,16 @@ def key_padding_self_attention(valid: torch.Tensor):
     """
     original = transformer_module.varlen_attention
     batch, length = valid.shape
-    key_mask = valid[:, None, None, :]                                    # (B, 1, 1, L)
+    key_mask = valid[:, None, None, :]  # (B, 1, 1, L)
 
     def padded(q, k, v, q_lengths, k_lengths):
         if list(k_lengths) != [length] * batch:
             return original(q, k, v, q_lengths, k_lengths)
         heads, d = q.shape[1:]
-        view = lambda x: x.view(batch, length, heads, d).transpose(1, 2)  # (B, H, L, d)
+
+        def view(x):
+            return x.view(batch, length, heads, d).transpose(1, 2)  # (B, H, L, d)
+
         # The fused kernel with a key mask: on padded sequences it beats plain matmuls, whose
         # (B, H, L, L) scores grow with the padding, so the reference runs at its best.
         o = F.scaled_dot_product_attention(view(q), view(k), view(v), attn_mask=key_mask)
@@ -103,14 +105,15 @@ def run(quick: bool, seed: int = 0, repeats: int | None = None) -> dict:
     positions = torch.zeros(count, longest, 3)
     valid = torch.zeros(count, longest, dtype=torch.bool)
     for i, (seq, pos) in enumerate(zip(batch.tokens.split(batch.lengths), batch.positions.split(batch.lengths))):
-        tokens[i, :len(seq)], positions[i, :len(seq)], valid[i, :len(seq)] = seq, pos, True
+        tokens[i, : len(seq)], positions[i, : len(seq)], valid[i, : len(seq)] = seq, pos, True
     segment_ids = torch.arange(count).repeat_interleave(longest)
     t_padded = t_video[segment_ids]
 
     def train_padded() -> None:
         with key_padding_self_attention(valid):
-            out = model(tokens.view(-1, tokens.shape[-1]), positions.view(-1, 3), segment_ids, t_padded,
-                        text, text_mask)
+            out = model(
+                tokens.view(-1, tokens.shape[-1]), positions.view(-1, 3), segment_ids, t_padded, text, text_mask
+            )
         keep = valid.view(-1)
         F.mse_loss(out[keep], tokens.view(-1, tokens.shape[-1])[keep]).backward()
 
@@ -126,16 +129,29 @@ def run(quick: bool, seed: int = 0, repeats: int | None = None) -> dict:
         def run_step():
             model.zero_grad(set_to_none=True)
             fn()
+
         return run_step
 
-    seconds = best_times_interleaved({"packing": step(lambda: train_packed(everything)),
-                                      "padding": step(train_padded),
-                                      "bucketing": step(train_bucketed)}, repeats, warmup=1)
+    seconds = best_times_interleaved(
+        {
+            "packing": step(lambda: train_packed(everything)),
+            "padding": step(train_padded),
+            "bucketing": step(train_bucketed),
+        },
+        repeats,
+        warmup=1,
+    )
     return {
         "videos": [{"frames": f, "height": h, "width": w} for f, h, w in sizes],
-        "model": {"width": config.transformer.width, "depth": config.transformer.depth,
-                  "heads": config.transformer.heads, "patch": list(patch)},
-        "useful_tokens": useful, "padded_tokens": count * longest, "buckets": len(buckets),
+        "model": {
+            "width": config.transformer.width,
+            "depth": config.transformer.depth,
+            "heads": config.transformer.heads,
+            "patch": list(patch),
+        },
+        "useful_tokens": useful,
+        "padded_tokens": count * longest,
+        "buckets": len(buckets),
         "seconds": seconds,
         "useful_tokens_per_s": {name: useful / s for name, s in seconds.items()},
     }

@@ -46,9 +46,11 @@ def main() -> None:
     full = PromptPolicy()
     full.check("warm up the text encoder")
     load_s = time.perf_counter() - t0
-    stages = {"policy": full,
-              "blocklist only": PromptPolicy(use_classifier=False),
-              "classifier only": PromptPolicy(use_blocklist=False, encoder=full.classifier.encoder)}
+    stages = {
+        "policy": full,
+        "blocklist only": PromptPolicy(use_classifier=False),
+        "classifier only": PromptPolicy(use_blocklist=False, encoder=full.classifier.encoder),
+    }
     sets = {"shipped": ("redteam.jsonl", "benign.txt"), "held-out": ("redteam_heldout.jsonl", "benign_heldout.txt")}
     figures: dict = {"load_s": round(load_s, 2)}
 
@@ -62,17 +64,27 @@ def main() -> None:
             cells = [f"{rates[s][category][0]}/{rates[s][category][1]}" for s in stages]
             print(f"| {category} | {' | '.join(cells)} |")
         totals = {s: (sum(a for a, _ in rates[s].values()), sum(n for _, n in rates[s].values())) for s in stages}
-        print("| **red-team denied** | " + " | ".join(f"**{a}/{n} ({100 * a / n:.1f} %)**" for a, n in totals.values()) + " |")
+        print(
+            "| **red-team denied** | "
+            + " | ".join(f"**{a}/{n} ({100 * a / n:.1f} %)**" for a, n in totals.values())
+            + " |"
+        )
         fps = {name: false_denials(policy, benign) for name, policy in stages.items()}
-        print("| **benign falsely denied** | " + " | ".join(
-            f"**{len(f)}/{len(benign)} ({100 * len(f) / len(benign):.1f} %)**" for f in fps.values()) + " |")
+        print(
+            "| **benign falsely denied** | "
+            + " | ".join(f"**{len(f)}/{len(benign)} ({100 * len(f) / len(benign):.1f} %)**" for f in fps.values())
+            + " |"
+        )
         for prompt, reason in fps["policy"]:
             print(f"  false denial: {prompt!r} -> {reason}")
         missed = [r for r in red if full.check(r["prompt"]).allowed]
         for r in missed:
             print(f"  missed: [{r['category']}/{r['variant']}] {r['prompt']!r}")
-        figures[set_name] = {"red_team": {s: rates[s] for s in stages}, "benign_false_denials": {
-            s: [len(f), len(benign)] for s, f in fps.items()}, "missed": [r["prompt"] for r in missed]}
+        figures[set_name] = {
+            "red_team": {s: rates[s] for s in stages},
+            "benign_false_denials": {s: [len(f), len(benign)] for s, f in fps.items()},
+            "missed": [r["prompt"] for r in missed],
+        }
 
     # Latency of a fresh prompt (not in the encoder's cache) after loading.
     times = []
@@ -81,8 +93,10 @@ def main() -> None:
         full.check(f"a small boat number {i} drifting on a calm lake at dusk")
         times.append(1000 * (time.perf_counter() - t))
     figures["check_ms_median"] = round(statistics.median(times), 1)
-    print(f"\nload {load_s:.1f} s; check latency median {statistics.median(times):.1f} ms "
-          f"(max {max(times):.1f} ms) over 20 new prompts")
+    print(
+        f"\nload {load_s:.1f} s; check latency median {statistics.median(times):.1f} ms "
+        f"(max {max(times):.1f} ms) over 20 new prompts"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)

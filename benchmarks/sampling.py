@@ -16,8 +16,7 @@ from .common import count_flops, current_rss_mib, matmul_peak, peak_rss_mib
 PROMPT = "a red circle moving right on a black background"
 
 
-def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool,
-             budget_s: float = 150.0) -> dict:
+def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool, budget_s: float = 150.0) -> dict:
     """Seconds per video (Euler, guidance 3) for each step count, FLOPs per step and peak RSS.
 
     A step count whose estimated time (from the measured per-step time) exceeds `budget_s`
@@ -41,16 +40,17 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
         config = checkpoint.model_config
         model = DiffusionTransformer(config)
         load_weights_into(model, checkpoint.weights, str(checkpoint.path))
-        autoencoder = load_model_autoencoder(checkpoint.path, config)   # the identity or its trained one
+        autoencoder = load_model_autoencoder(checkpoint.path, config)  # the identity or its trained one
     model.eval()
     autoencoder.eval()
     text_encoder = get_text_encoder(config.text_max_tokens)
 
     def video(n_steps: int):
-        return generate_video(model, autoencoder, text_encoder, PROMPT, frames, height, width,
-                              steps=n_steps, guidance=3.0, seed=0)
+        return generate_video(
+            model, autoencoder, text_encoder, PROMPT, frames, height, width, steps=n_steps, guidance=3.0, seed=0
+        )
 
-    video(2)   # warm-up: text encoder, allocator, kernels
+    video(2)  # warm-up: text encoder, allocator, kernels
     rss_before = current_rss_mib()
     # Per-step FLOPs: the difference of a 2-step and a 1-step video (text encoding cancels).
     flops_1, flops_2 = count_flops(lambda: video(1)), count_flops(lambda: video(2))
@@ -68,10 +68,18 @@ def sampling(height: int, width: int, frames: int, steps: list[int], quick: bool
         results[n] = {"seconds": measured[n], "estimated": False}
     for n, r in results.items():
         r["flops"] = flops_1 - flops_per_step + n * flops_per_step
-    return {"height": height, "width": width, "frames": frames, "tokens": model_tokens(config, autoencoder, frames, height, width),
-            "flops_per_step": flops_per_step, "steps": {str(n): r for n, r in results.items()},
-            "matmul_peak_flop_per_s": _best_peaks(peak_before, matmul_peak(512 if quick else 2048, 3)),
-            "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib(), "memory": "getrusage ru_maxrss"}
+    return {
+        "height": height,
+        "width": width,
+        "frames": frames,
+        "tokens": model_tokens(config, autoencoder, frames, height, width),
+        "flops_per_step": flops_per_step,
+        "steps": {str(n): r for n, r in results.items()},
+        "matmul_peak_flop_per_s": _best_peaks(peak_before, matmul_peak(512 if quick else 2048, 3)),
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+        "memory": "getrusage ru_maxrss",
+    }
 
 
 def _best_peaks(*measurements: dict[str, float]) -> dict[str, float]:
@@ -116,10 +124,21 @@ def autoencoder_fps(preset: str, height: int, width: int, frames: int, repeats: 
         peaks = _best_peaks(matmul_peak(512, 2) if frames < 9 else matmul_peak(), {})
         encode_flops = count_flops(lambda: ae.encode(video))
         decode_flops = count_flops(lambda: ae.decode(latent))
-    return {"preset": preset, "height": height, "width": width, "frames": frames,
-            "latent_shape": list(latent.shape),
-            "parameters": sum(p.numel() for p in ae.parameters()),
-            "encode_fps": frames / encode_s, "decode_fps": frames / decode_s,
-            "encode_seconds": encode_s, "decode_seconds": decode_s,
-            "encode_flops": encode_flops, "decode_flops": decode_flops, "matmul_peak_flop_per_s": peaks,
-            "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib(), "memory": "getrusage ru_maxrss"}
+    return {
+        "preset": preset,
+        "height": height,
+        "width": width,
+        "frames": frames,
+        "latent_shape": list(latent.shape),
+        "parameters": sum(p.numel() for p in ae.parameters()),
+        "encode_fps": frames / encode_s,
+        "decode_fps": frames / decode_s,
+        "encode_seconds": encode_s,
+        "decode_seconds": decode_s,
+        "encode_flops": encode_flops,
+        "decode_flops": decode_flops,
+        "matmul_peak_flop_per_s": peaks,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+        "memory": "getrusage ru_maxrss",
+    }

@@ -32,12 +32,12 @@ class TrainingSize:
     depth: int = 6
     heads: int = 6
     videos: int = 4
-    frames: int = 4            # latent frames per video
-    height: int = 16           # latent cells
+    frames: int = 4  # latent frames per video
+    height: int = 16  # latent cells
     width_cells: int = 16
     latent_channels: int = 16
-    text_slots: int = 64       # CogVideoX's padded text length; cinecube's text_max_tokens
-    real_text_tokens: int = 16 # the prompt's real tokens (cinecube attends to these only)
+    text_slots: int = 64  # CogVideoX's padded text length; cinecube's text_max_tokens
+    real_text_tokens: int = 16  # the prompt's real tokens (cinecube attends to these only)
     text_dim: int = 384
 
     @property
@@ -47,13 +47,11 @@ class TrainingSize:
 
 def cinecube_config(size: TrainingSize) -> ModelConfig:
     return ModelConfig(
-        transformer=TransformerConfig(width=size.width, depth=size.depth, heads=size.heads,
-                                      text_dim=size.text_dim),
+        transformer=TransformerConfig(width=size.width, depth=size.depth, heads=size.heads, text_dim=size.text_dim),
         autoencoder=AutoencoderConfig(kind="causal3d", latent_channels=size.latent_channels),
         patch_size=(1, 2, 2),
         text_max_tokens=size.text_slots,
     )
-
 
 
 def _training_step(model, optimizer, loss_fn):
@@ -70,6 +68,7 @@ def _training_step(model, optimizer, loss_fn):
 
     return step, flops, model
 
+
 def cinecube_step(size: TrainingSize, bf16: bool = False, compile: bool = False, seed: int = 0):
     """(step function, flops function, model) of one cinecube training step at `size`."""
     torch.manual_seed(seed)
@@ -77,14 +76,21 @@ def cinecube_step(size: TrainingSize, bf16: bool = False, compile: bool = False,
     model = DiffusionTransformer(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     n = size.tokens_per_video
-    grid = torch.stack(torch.meshgrid(torch.arange(size.frames), torch.arange(size.height // 2),
-                                      torch.arange(size.width_cells // 2), indexing="ij"), -1)
-    positions = grid.reshape(-1, 3).float().repeat(size.videos, 1)                   # (B*n, 3)
-    segment_ids = torch.arange(size.videos).repeat_interleave(n)                      # (B*n,)
-    tokens = torch.randn(size.videos * n, config.patch_dim)                           # (B*n, 64)
+    grid = torch.stack(
+        torch.meshgrid(
+            torch.arange(size.frames),
+            torch.arange(size.height // 2),
+            torch.arange(size.width_cells // 2),
+            indexing="ij",
+        ),
+        -1,
+    )
+    positions = grid.reshape(-1, 3).float().repeat(size.videos, 1)  # (B*n, 3)
+    segment_ids = torch.arange(size.videos).repeat_interleave(n)  # (B*n,)
+    tokens = torch.randn(size.videos * n, config.patch_dim)  # (B*n, 64)
     target = torch.randn_like(tokens)
-    timesteps = torch.rand(size.videos).repeat_interleave(n)                          # per token
-    text = torch.randn(size.videos, size.real_text_tokens, size.text_dim)            # real tokens only
+    timesteps = torch.rand(size.videos).repeat_interleave(n)  # per token
+    text = torch.randn(size.videos, size.real_text_tokens, size.text_dim)  # real tokens only
     text_mask = torch.ones(size.videos, size.real_text_tokens, dtype=torch.bool)
     forward = torch.compile(model) if compile else model
 
@@ -107,12 +113,20 @@ def diffusers_step(size: TrainingSize, text_tokens: int, bf16: bool = False, see
     torch.manual_seed(seed)
     head_dim = size.width // size.heads
     model = CogVideoXTransformer3DModel(
-        num_attention_heads=size.heads, attention_head_dim=head_dim,
-        in_channels=size.latent_channels, out_channels=size.latent_channels,
-        time_embed_dim=size.width, text_embed_dim=size.text_dim, num_layers=size.depth,
-        sample_width=size.width_cells, sample_height=size.height,
-        sample_frames=(size.frames - 1) * 4 + 1, patch_size=2, temporal_compression_ratio=4,
-        max_text_seq_length=text_tokens, use_rotary_positional_embeddings=True,
+        num_attention_heads=size.heads,
+        attention_head_dim=head_dim,
+        in_channels=size.latent_channels,
+        out_channels=size.latent_channels,
+        time_embed_dim=size.width,
+        text_embed_dim=size.text_dim,
+        num_layers=size.depth,
+        sample_width=size.width_cells,
+        sample_height=size.height,
+        sample_frames=(size.frames - 1) * 4 + 1,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=text_tokens,
+        use_rotary_positional_embeddings=True,
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     gh, gw = size.height // 2, size.width_cells // 2
@@ -139,9 +153,22 @@ def run(quick: bool, repeats: int | None = None) -> dict:
     """
     from .common import bf16_cpu_supported, matmul_calls
 
-    size = (TrainingSize(width=64, depth=2, heads=2, videos=2, frames=2, height=8, width_cells=8,
-                         text_slots=16, real_text_tokens=8, text_dim=32)
-            if quick else TrainingSize())
+    size = (
+        TrainingSize(
+            width=64,
+            depth=2,
+            heads=2,
+            videos=2,
+            frames=2,
+            height=8,
+            width_cells=8,
+            text_slots=16,
+            real_text_tokens=8,
+            text_dim=32,
+        )
+        if quick
+        else TrainingSize()
+    )
     repeats = repeats or (2 if quick else 5)
     tokens = size.videos * size.tokens_per_video
     builders = {
@@ -157,11 +184,17 @@ def run(quick: bool, repeats: int | None = None) -> dict:
     peak_size = 256 if quick else 2048
     peak_calls = {f"matmul_{k}": fn for k, fn in matmul_calls(peak_size).items()}
     seconds = best_times_interleaved({name: b[0] for name, b in built.items()} | peak_calls, repeats, warmup=2)
-    results = {"size": size.__dict__ | {"tokens_per_video": size.tokens_per_video, "tokens_per_step": tokens},
-               "matmul_peak_flop_per_s": {k.split("_", 1)[1]: 2 * peak_size ** 3 / seconds[k] for k in peak_calls}}
-    for name, (step, flops_fn, model) in built.items():
+    results = {
+        "size": size.__dict__ | {"tokens_per_video": size.tokens_per_video, "tokens_per_step": tokens},
+        "matmul_peak_flop_per_s": {k.split("_", 1)[1]: 2 * peak_size**3 / seconds[k] for k in peak_calls},
+    }
+    for name, (_step, flops_fn, model) in built.items():
         flops = count_flops(flops_fn)
-        results[name] = {"seconds_per_step": seconds[name], "flops_per_step": flops,
-                         "flop_per_s": flops / seconds[name], "tokens_per_s": tokens / seconds[name],
-                         "parameters": sum(p.numel() for p in model.parameters())}
+        results[name] = {
+            "seconds_per_step": seconds[name],
+            "flops_per_step": flops,
+            "flop_per_s": flops / seconds[name],
+            "tokens_per_s": tokens / seconds[name],
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
     return results

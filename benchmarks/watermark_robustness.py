@@ -51,11 +51,11 @@ def _fit(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     if h * width > w * height:  # too tall
         new_h = max(1, round(w * height / width))
         top = (h - new_h) // 2
-        frames = frames[:, top:top + new_h]
+        frames = frames[:, top : top + new_h]
     else:
         new_w = max(1, round(h * width / height))
         left = (w - new_w) // 2
-        frames = frames[:, :, left:left + new_w]
+        frames = frames[:, :, left : left + new_w]
     return _resize(frames, height, width)
 
 
@@ -82,12 +82,12 @@ class CleanSource:
         name = list(self.clips)[int(rng.integers(len(self.clips)))]
         clip = self.clips[name]
         start = int(rng.integers(0, max(1, len(clip) - frames)))
-        window = clip[start:start + frames]
+        window = clip[start : start + frames]
         # a random sub-rectangle (at least half of each side) so windows differ in framing
         _, h, w, _ = window.shape
         sh, sw = int(rng.integers(h // 2, h + 1)), int(rng.integers(w // 2, w + 1))
         top, left = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
-        return _fit(window[:, top:top + sh, left:left + sw], height, width)
+        return _fit(window[:, top : top + sh, left : left + sw], height, width)
 
     def photo_pan(self, rng: np.random.Generator, height: int, width: int, frames: int) -> np.ndarray:
         from PIL import Image
@@ -108,7 +108,7 @@ class CleanSource:
         for i in range(frames):
             a = i / max(1, frames - 1)
             y, x = round(y0 + a * (y1 - y0)), round(x0 + a * (x1 - x0))
-            out.append(photo[y:y + wh, x:x + ww])
+            out.append(photo[y : y + wh, x : x + ww])
         return _fit(np.stack(out), height, width)
 
     def shapes(self, rng: np.random.Generator, height: int, width: int, frames: int) -> np.ndarray:
@@ -116,7 +116,8 @@ class CleanSource:
 
     def sample(self, kind: str, rng: np.random.Generator, height: int, width: int, frames: int) -> np.ndarray:
         return getattr(self, {"real": "real_window", "photo": "photo_pan", "shapes": "shapes"}[kind])(
-            rng, height, width, frames)
+            rng, height, width, frames
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def crop_center(frames: np.ndarray, keep: float = 0.9) -> np.ndarray:
     _, h, w, _ = frames.shape
     ch, cw = round(h * keep), round(w * keep)
     top, left = (h - ch) // 2, (w - cw) // 2
-    return frames[:, top:top + ch, left:left + cw]
+    return frames[:, top : top + ch, left : left + cw]
 
 
 def drop_frames(frames: np.ndarray, rng: np.random.Generator, share: float = 0.2) -> np.ndarray:
@@ -159,7 +160,7 @@ ATTACKS = {
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,8 +249,16 @@ def run_marked(source: CleanSource, n_clips: int, seed: int, published: bool = F
 
 def clean_specs(n: int) -> list[tuple[str, int, int, int, str]]:
     """(kind, H, W, T, attack) for the unmarked samples."""
-    sizes = ((32, 32, 1), (64, 64, 16), (48, 80, 12), (128, 128, 16), (256, 256, 16), (360, 640, 24),
-             (144, 176, 16), (240, 320, 8))
+    sizes = (
+        (32, 32, 1),
+        (64, 64, 16),
+        (48, 80, 12),
+        (128, 128, 16),
+        (256, 256, 16),
+        (360, 640, 24),
+        (144, 176, 16),
+        (240, 320, 8),
+    )
     kinds = ("real", "real", "photo", "shapes")
     attacks = ("none", "none", "h264", "crop")
     return [(kinds[i % 4], *sizes[(i // 4) % len(sizes)], attacks[(i // 32) % 4]) for i in range(n)]
@@ -308,11 +317,18 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|",
     ]
     for name, row in marked["attacks"].items():
-        lines.append(f"| {name} | {100 * row['detection_rate']:.1f} % | {row['mean_bit_accuracy']:.3f} | "
-                     f"{row['median_p_value']:.1e} |")
+        lines.append(
+            f"| {name} | {100 * row['detection_rate']:.1f} % | {row['mean_bit_accuracy']:.3f} | "
+            f"{row['median_p_value']:.1e} |"
+        )
     sizes = list(marked["per_size_detection_rate"])
-    lines += ["", "Detection rate by frame size:", "",
-              "| attack | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    lines += [
+        "",
+        "Detection rate by frame size:",
+        "",
+        "| attack | " + " | ".join(sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for name in marked["attacks"]:
         cells = [f"{100 * marked['per_size_detection_rate'][size][name]:.0f} %" for size in sizes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -336,21 +352,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=36, help="marked clips (default 36)")
     parser.add_argument("--clean", type=int, default=600, help="unmarked samples (default 600)")
-    parser.add_argument("--random-keys", type=int, default=20,
-                        help="other random keys tried on every unmarked sample (default 20)")
+    parser.add_argument(
+        "--random-keys", type=int, default=20, help="other random keys tried on every unmarked sample (default 20)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--as-published", action="store_true",
-                        help="mark each clip as the output gate publishes it (written to mp4/png and read "
-                             "back, the mark strengthened for small clips) instead of at a fixed 40 dB")
+    parser.add_argument(
+        "--as-published",
+        action="store_true",
+        help="mark each clip as the output gate publishes it (written to mp4/png and read "
+        "back, the mark strengthened for small clips) instead of at a fixed 40 dB",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     source = CleanSource()
     result = {
-        "config": {"tile": wm.TILE, "band": wm.BAND, "sync_bins": wm.SYNC_BINS, "payload_bits": wm.PAYLOAD_BITS,
-                   "target_psnr_db": wm.TARGET_PSNR_DB, "p_threshold": wm.P_THRESHOLD, "seed": args.seed,
-                   "as_published": args.as_published},
+        "config": {
+            "tile": wm.TILE,
+            "band": wm.BAND,
+            "sync_bins": wm.SYNC_BINS,
+            "payload_bits": wm.PAYLOAD_BITS,
+            "target_psnr_db": wm.TARGET_PSNR_DB,
+            "p_threshold": wm.P_THRESHOLD,
+            "seed": args.seed,
+            "as_published": args.as_published,
+        },
         "marked": run_marked(source, args.clips, args.seed, published=args.as_published),
         "clean": run_clean(source, args.clean, args.seed + 1, args.random_keys),
     }

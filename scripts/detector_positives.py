@@ -22,9 +22,16 @@ from cinecube.pipeline import Pipeline
 # Canvases the bundled model generates at (multiples of its 16-pixel cells), 1:1 and wide/tall.
 CANVASES = [(64, 64), (48, 80), (80, 48), (64, 96), (96, 64), (64, 64), (96, 96)]
 OTHER_PROMPTS = [
-    "a dog running on the beach", "city traffic at night", "waves crashing on rocks",
-    "a person walking in a park", "clouds over mountains", "a cat sleeping on a sofa",
-    "fireworks over a river", "a train passing a station", "rain on a window", "a forest in autumn",
+    "a dog running on the beach",
+    "city traffic at night",
+    "waves crashing on rocks",
+    "a person walking in a park",
+    "clouds over mountains",
+    "a cat sleeping on a sofa",
+    "fireworks over a river",
+    "a train passing a station",
+    "rain on a window",
+    "a forest in autumn",
 ]
 
 
@@ -46,12 +53,19 @@ def main() -> None:
         rng = np.random.default_rng(args.seed * 100_003 + i)
         height, width = CANVASES[int(rng.integers(len(CANVASES)))]
         frames = int(rng.choice([1, 8, 12, 16]))
-        prompt = (world.sample(i).caption if rng.random() < 0.8
-                  else OTHER_PROMPTS[int(rng.integers(len(OTHER_PROMPTS)))])
+        prompt = world.sample(i).caption if rng.random() < 0.8 else OTHER_PROMPTS[int(rng.integers(len(OTHER_PROMPTS)))]
         steps = int(rng.choice([8, 12, 20]))
         guidance = float(rng.choice([1.0, 3.0, 5.0]))
-        video = pipe(prompt, frames=frames, height=height, width=width, steps=steps,
-                     guidance=guidance, seed=int(rng.integers(2**31)), progress=False)
+        video = pipe(
+            prompt,
+            frames=frames,
+            height=height,
+            width=width,
+            steps=steps,
+            guidance=guidance,
+            seed=int(rng.integers(2**31)),
+            progress=False,
+        )
         tmp = path.with_suffix(".part.npz")
         np.savez_compressed(tmp, frames=video.frames, prompt=prompt, steps=steps, guidance=guidance)
         os.replace(tmp, path)

@@ -24,7 +24,6 @@ def tiny_run(tmp_path_factory):
     from cinecube.train.loop import train
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    config = dataclasses.replace(TRAIN_PRESETS["tiny"], steps=4, checkpoint_every=2, sample_every=4,
-                                 log_every=1)
+    config = dataclasses.replace(TRAIN_PRESETS["tiny"], steps=4, checkpoint_every=2, sample_every=4, log_every=1)
     train(PRESETS["tiny"], config, run_dir, progress=False)
     return run_dir

@@ -263,7 +263,10 @@ def test_accuracies_come_with_95_percent_intervals() -> None:
     assert abs(wilson_interval(10, 10)[0] - 0.7225) < 1e-3 and wilson_interval(10, 10)[1] == 1.0
     assert wilson_interval(0, 0) is None
     # More cases, a narrower interval around the same accuracy.
-    assert wilson_interval(300, 400)[1] - wilson_interval(300, 400)[0] < wilson_interval(3, 4)[1] - wilson_interval(3, 4)[0]
+    assert (
+        wilson_interval(300, 400)[1] - wilson_interval(300, 400)[0]
+        < wilson_interval(3, 4)[1] - wilson_interval(3, 4)[0]
+    )
     results = [{"results": {"color": i < 3, "shape": None, "direction": i < 1, "count": True}} for i in range(4)]
     report = AdherenceReport.from_records(results)
     assert report.interval["color"] == wilson_interval(3, 4) and report.interval["shape"] is None
@@ -319,8 +322,10 @@ def test_ceiling_scores_the_worlds_renders_through_the_models_autoencoder(tmp_pa
     from cinecube.pipeline import Pipeline
 
     bundled = Pipeline.from_pretrained()
-    assert all(tuple(c["video_shape"][:3]) == bundled.nearest_allowed(c["canvas"][2], *c["canvas"][:2])
-               for c in report["records"])
+    assert all(
+        tuple(c["video_shape"][:3]) == bundled.nearest_allowed(c["canvas"][2], *c["canvas"][:2])
+        for c in report["records"]
+    )
     # --grid makes every case on a coarser grid, so models of different cells meet at equal sizes.
     cell = bundled.config.token_pixels[0]
     out = tmp_path / "coarse.json"

@@ -28,8 +28,7 @@ def _record(**overrides):
     record = {
         "request_id": new_request_id(),
         "prompt_sha256": PROMPT_HASH,
-        "stages": [{"stage": "prompt_policy", "decision": "allow"},
-                   {"stage": "c2pa", "decision": "signed"}],
+        "stages": [{"stage": "prompt_policy", "decision": "allow"}, {"stage": "c2pa", "decision": "signed"}],
         "output_path": "/videos/out.mp4",
         "output_sha256": "cd" * 32,
     }
@@ -62,15 +61,18 @@ def test_default_location_is_the_config_dir(config_dir):
     assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"prompt": "a red cube"}, "prompt itself"),
-    ({"prompt_sha256": "a red cube"}, "prompt_sha256"),
-    ({"output_sha256": None}, "both output_path and output_sha256"),
-    ({"stages": "allow"}, "stages"),
-    ({"stages": [{"decision": "allow"}]}, "stages"),
-    ({"request_id": ""}, "request_id"),
-    ({"extra": float("nan")}, "JSON"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"prompt": "a red cube"}, "prompt itself"),
+        ({"prompt_sha256": "a red cube"}, "prompt_sha256"),
+        ({"output_sha256": None}, "both output_path and output_sha256"),
+        ({"stages": "allow"}, "stages"),
+        ({"stages": [{"decision": "allow"}]}, "stages"),
+        ({"request_id": ""}, "request_id"),
+        ({"extra": float("nan")}, "JSON"),
+    ],
+)
 def test_malformed_records_are_refused(tmp_path, change, message):
     log = AuditLog(tmp_path / "audit.jsonl")
     with pytest.raises(AuditLogError, match=message):
@@ -115,8 +117,10 @@ WRITER = textwrap.dedent("""
 def test_concurrent_writers_lose_and_interleave_nothing(tmp_path):
     path = tmp_path / "audit.jsonl"
     writers, count = "abcd", 40
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), w, str(count)],
-                              stderr=subprocess.PIPE) for w in writers]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), w, str(count)], stderr=subprocess.PIPE)
+        for w in writers
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()

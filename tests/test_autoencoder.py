@@ -26,7 +26,7 @@ from cinecube.errors import CheckpointError, InvalidRequestError
 from cinecube.model_folder import checkpoint_dirs, save_model_folder
 from cinecube.train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS, train_autoencoder
 
-TINY = AUTOENCODER_PRESETS["tiny"]          # 4x temporal, 8x spatial, 8 latent channels
+TINY = AUTOENCODER_PRESETS["tiny"]  # 4x temporal, 8x spatial, 8 latent channels
 # The same compression through a 2x2 space-to-depth stem and one level fewer (like "small").
 TINY_PATCHED = dataclasses.replace(TINY, patch_size=2, channel_multipliers=(1, 2, 4))
 
@@ -44,22 +44,25 @@ TINY_LINEAR = dataclasses.replace(TINY_PATCHED, linear_path=True)
 LINEAR_ONLY = dataclasses.replace(TINY, linear_path=True, networks=False)
 
 
-@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED, TINY_LINEAR, LINEAR_ONLY],
-                ids=["full-resolution-stem", "patch-stem", "linear-path", "linear-only"])
+@pytest.fixture(
+    scope="module",
+    params=[TINY, TINY_PATCHED, TINY_LINEAR, LINEAR_ONLY],
+    ids=["full-resolution-stem", "patch-stem", "linear-path", "linear-only"],
+)
 def model(request):
     return tiny_model(config=request.param)
 
 
 def test_fold_blocks_follows_the_causal_layout_and_unfolds_exactly():
     video = torch.randn(1, 3, 9, 16, 24, generator=torch.Generator().manual_seed(0))
-    blocks = fold_blocks(video, 4, 8, video_start=True)                 # (1, 768, 3, 2, 3)
+    blocks = fold_blocks(video, 4, 8, video_start=True)  # (1, 768, 3, 2, 3)
     assert blocks.shape == (1, 3 * 4 * 8 * 8, 3, 2, 3)
-    first = blocks[0, :, 0, 1, 2].view(3, 4, 8, 8)                      # latent frame 0, cell (1, 2)
-    assert torch.equal(first, video[0, :, :1, 8:16, 16:24].expand(-1, 4, -1, -1))   # frame 0, four times
+    first = blocks[0, :, 0, 1, 2].view(3, 4, 8, 8)  # latent frame 0, cell (1, 2)
+    assert torch.equal(first, video[0, :, :1, 8:16, 16:24].expand(-1, 4, -1, -1))  # frame 0, four times
     second = blocks[0, :, 1, 0, 0].view(3, 4, 8, 8)
     assert torch.equal(second, video[0, :, 1:5, :8, :8])
     assert torch.equal(unfold_blocks(blocks, 4, 8, video_start=True), video)
-    later = fold_blocks(video[:, :, 1:], 4, 8, video_start=False)         # a later chunk: whole groups
+    later = fold_blocks(video[:, :, 1:], 4, 8, video_start=False)  # a later chunk: whole groups
     assert torch.equal(later, blocks[:, :, 1:])
     assert torch.equal(unfold_blocks(later, 4, 8, video_start=False), video[:, :, 1:])
 
@@ -77,12 +80,14 @@ def test_linear_path_is_fitted_in_closed_form_on_its_training_clips():
     # With the networks silenced, a round trip (unclamped) is exactly that fitted linear code.
     for conv in (model.encoder.conv_out, model.decoder.conv_out):
         conv.weight.zero_()
-    mse = np.mean([(model.decoder(model.posterior(c).mean[None])[0] - c)[:, 1:].square().mean().item()
-                   for c in clips])                                    # frame 0 counts 4x in the fit
+    mse = np.mean(
+        [(model.decoder(model.posterior(c).mean[None])[0] - c)[:, 1:].square().mean().item() for c in clips]
+    )  # frame 0 counts 4x in the fit
     assert mse == pytest.approx(fit["mse"], rel=0.1)
     # The encoder is the PCA: a random orthonormal basis of the same size keeps less.
-    blocks = torch.cat([fold_blocks(c[None].double(), 4, 8, True).permute(0, 2, 3, 4, 1).reshape(-1, 768)
-                        for c in clips])
+    blocks = torch.cat(
+        [fold_blocks(c[None].double(), 4, 8, True).permute(0, 2, 3, 4, 1).reshape(-1, 768) for c in clips]
+    )
     centred = blocks - blocks.mean(0)
     random_basis = torch.linalg.qr(torch.randn(768, 8, dtype=torch.float64))[0]
     random_error = (centred - centred @ random_basis @ random_basis.T).square().mean()
@@ -91,7 +96,7 @@ def test_linear_path_is_fitted_in_closed_form_on_its_training_clips():
 
 def test_space_to_depth_folds_pixel_blocks_into_channels_and_back():
     video = torch.arange(2 * 3 * 2 * 4 * 6, dtype=torch.float32).view(2, 3, 2, 4, 6)
-    folded = space_to_depth(video, 2)                                   # (2, 12, 2, 2, 3)
+    folded = space_to_depth(video, 2)  # (2, 12, 2, 2, 3)
     assert folded.shape == (2, 12, 2, 2, 3)
     # Channel c*4 + dy*2 + dx of cell (i, j) is pixel (2i + dy, 2j + dx) of channel c.
     assert folded[1, 2 * 4 + 1 * 2 + 0, 1, 1, 2] == video[1, 2, 1, 3, 4]
@@ -124,7 +129,7 @@ def test_encode_decode_shapes_on_non_square_frames(model, frames):
 
 @torch.no_grad()
 def test_batches_give_the_same_as_single_videos(model):
-    videos = torch.stack([random_video(5, 16, 24, seed=s) for s in (1, 2)])     # (2, 3, 5, 16, 24)
+    videos = torch.stack([random_video(5, 16, 24, seed=s) for s in (1, 2)])  # (2, 3, 5, 16, 24)
     latents = model.encode(videos)
     assert latents.shape == (2, 8, 2, 2, 3)
     torch.testing.assert_close(latents[1], model.encode(videos[1]), rtol=1e-5, atol=1e-5)
@@ -138,7 +143,7 @@ def test_batches_give_the_same_as_single_videos(model):
 def test_encoder_is_causal(model):
     video = random_video(17, 32, 32)
     changed = video.clone()
-    changed[:, 6] = -changed[:, 6]                     # frame 6 belongs to latent frame 2 (frames 5..8)
+    changed[:, 6] = -changed[:, 6]  # frame 6 belongs to latent frame 2 (frames 5..8)
     a, b = model.encode(video, chunk=None), model.encode(changed, chunk=None)
     assert torch.equal(a[:, :2], b[:, :2])
     # Latent frame 2 moves, and with networks (whose convolutions look back) every later one;
@@ -153,10 +158,10 @@ def test_encoder_is_causal(model):
 def test_decoder_is_causal(model):
     latent = torch.randn(8, 5, 4, 4, generator=torch.Generator().manual_seed(0))
     changed = latent.clone()
-    changed[:, 2] += 1.0                               # latent frame 2 decodes to pixel frames 5..8
+    changed[:, 2] += 1.0  # latent frame 2 decodes to pixel frames 5..8
     a, b = model.decode(latent, chunk=None), model.decode(changed, chunk=None)
     assert torch.equal(a[:, :5], b[:, :5])
-    later = None if model.config.networks else 9                 # a linear code alone: frames 5..8 only
+    later = None if model.config.networks else 9  # a linear code alone: frames 5..8 only
     assert (a[:, 5:later] - b[:, 5:later]).abs().amax(dim=(0, 2, 3)).min() > 1e-4
     if not model.config.networks:
         assert torch.equal(a[:, 9:], b[:, 9:])
@@ -168,8 +173,9 @@ def test_an_image_and_the_first_frame_of_a_video_share_a_latent(model):
     image_latent = model.encode(video[:, :1])
     assert image_latent.shape == (8, 1, 4, 6)
     torch.testing.assert_close(image_latent, model.encode(video)[:, :1], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(model.decode(image_latent)[:, 0], model.decode(model.encode(video))[:, 0],
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        model.decode(image_latent)[:, 0], model.decode(model.encode(video))[:, 0], rtol=1e-5, atol=1e-5
+    )
 
 
 # ------------------------------------------------------------------------------- chunks and tiles
@@ -191,10 +197,10 @@ def test_tile_blending_is_exact_for_local_maps():
     # Maps with no spatial context (8x8 pooling, 8x nearest upsampling) must come out of the
     # tiler unchanged: any error here is the blending, not the network.
     video = torch.randn(1, 3, 5, 64, 96)
-    pool = lambda x: F.avg_pool3d(x, (1, 8, 8))                          # noqa: E731
+    pool = lambda x: F.avg_pool3d(x, (1, 8, 8))  # noqa: E731
     torch.testing.assert_close(tiled(pool, video, 32, 16, up=1, down=8), pool(video))
     latent = torch.randn(1, 8, 2, 8, 12)
-    upsample = lambda z: F.interpolate(z, scale_factor=(1, 8, 8))      # noqa: E731
+    upsample = lambda z: F.interpolate(z, scale_factor=(1, 8, 8))  # noqa: E731
     torch.testing.assert_close(tiled(upsample, latent, 4, 2, up=8, down=1), upsample(latent))
 
 
@@ -232,7 +238,7 @@ def test_latent_statistics_normalise_and_round_trip():
     model = tiny_model()
     videos = [shapes_video(9, 32, 32, index=i) for i in range(3)]
     before = [model.decode(model.encode(v)) for v in videos]
-    raw = torch.cat([model.encode(v).flatten(1) for v in videos], dim=1)          # (C, N), identity stats
+    raw = torch.cat([model.encode(v).flatten(1) for v in videos], dim=1)  # (C, N), identity stats
     assert raw.mean(dim=1).abs().max() > 0.05 or (raw.std(dim=1) - 1).abs().max() > 0.05
 
     shift, scale = model.estimate_latent_stats(videos)
@@ -316,7 +322,7 @@ def test_inconsistent_configs_are_refused():
     with pytest.raises(ValueError, match="norm_groups 3"):
         CausalVideoAutoencoder(dataclasses.replace(TINY, norm_groups=3))
     with pytest.raises(ValueError, match="patch_size 2 and 4 channel multipliers"):
-        CausalVideoAutoencoder(dataclasses.replace(TINY, patch_size=2))          # would be 16x
+        CausalVideoAutoencoder(dataclasses.replace(TINY, patch_size=2))  # would be 16x
     with pytest.raises(ValueError, match="temporal_factor 8"):
         CausalVideoAutoencoder(dataclasses.replace(TINY_PATCHED, temporal_factor=8))  # only 2 halvings
     with pytest.raises(ValueError, match="needs the linear path"):
@@ -345,15 +351,17 @@ def test_smoke_training_lowers_the_reconstruction_loss(tmp_path):
     train_autoencoder(TINY, train, tmp_path, videos=source, progress=False)
     l1 = [json.loads(line)["l1"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(l1) == 20
-    assert np.mean(l1[-3:]) < 0.6 * np.mean(l1[:3])              # measured: ~0.65 -> ~0.19
+    assert np.mean(l1[-3:]) < 0.6 * np.mean(l1[:3])  # measured: ~0.65 -> ~0.19
 
     # The saved (EMA) network reconstructs the clips better than the untrained one.
     trained = load_autoencoder(tmp_path)
     assert [d.name for d in checkpoint_dirs(tmp_path)] == ["step_0000010", "step_0000020"]
     clip = frames_to_tensor(source(0)[0])
     with torch.no_grad():
+
         def error(m):
             return (m.decode(m.encode(clip)) - clip).abs().mean().item()
+
         assert error(trained) < error(tiny_model(seed=train.seed))
 
 
@@ -395,23 +403,28 @@ def test_non_finite_loss_skips_the_step_like_the_transformer_loop(tmp_path, monk
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("skipped", False) for r in records] == [False, True, False]
     step1, step2 = (load_file(str(d / "training" / "raw.safetensors")) for d in checkpoint_dirs(tmp_path / "run")[:2])
-    assert all(torch.equal(step1[k], step2[k]) for k in step1)          # the skipped step changed nothing
+    assert all(torch.equal(step1[k], step2[k]) for k in step1)  # the skipped step changed nothing
 
-    monkeypatch.setattr(autoencoder_loop, "autoencoder_losses",
-                        lambda *a, **k: {**real(*a, **k), "loss": torch.tensor(float("inf"), requires_grad=True)})
+    monkeypatch.setattr(
+        autoencoder_loop,
+        "autoencoder_losses",
+        lambda *a, **k: {**real(*a, **k), "loss": torch.tensor(float("inf"), requires_grad=True)},
+    )
     with pytest.raises(NonFiniteLossError, match="5 non-finite"):
-        train_autoencoder(TINY, dataclasses.replace(train, steps=8), tmp_path / "bad", videos=fixed_clips(1),
-                          progress=False)
+        train_autoencoder(
+            TINY, dataclasses.replace(train, steps=8), tmp_path / "bad", videos=fixed_clips(1), progress=False
+        )
 
 
 def test_a_linear_code_alone_is_fitted_with_zero_steps_and_loads_back(tmp_path):
-    train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["linear"], steps=0, linear_fit_steps=2,
-                                videos_per_step=2, stats_steps=1)
+    train = dataclasses.replace(
+        AUTOENCODER_TRAIN_PRESETS["linear"], steps=0, linear_fit_steps=2, videos_per_step=2, stats_steps=1
+    )
     source = fixed_clips()
     result = train_autoencoder(LINEAR_ONLY, train, tmp_path, videos=source, progress=False)
     assert result.step == 0 and [d.name for d in checkpoint_dirs(tmp_path)] == ["step_0000000"]
     fitted = load_autoencoder(tmp_path)
-    assert fitted.num_parameters() < 200_000                        # linear maps and a log-variance
+    assert fitted.num_parameters() < 200_000  # linear maps and a log-variance
     clip = frames_to_tensor(source(0)[0])
     with torch.no_grad():
         error = (fitted.decode(fitted.encode(clip)) - clip).abs().mean().item()
@@ -424,8 +437,7 @@ def test_a_linear_code_alone_is_fitted_with_zero_steps_and_loads_back(tmp_path):
 def test_training_with_a_linear_path_starts_from_the_pca(tmp_path):
     # Step 0's network is the PCA of the clips (fitted before the first step): its error is far
     # below that of an unfitted network, and training goes on from there, not from scratch.
-    train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["tiny"], steps=4, checkpoint_every=4,
-                                linear_fit_steps=2)
+    train = dataclasses.replace(AUTOENCODER_TRAIN_PRESETS["tiny"], steps=4, checkpoint_every=4, linear_fit_steps=2)
     source = fixed_clips()
     train_autoencoder(TINY_LINEAR, train, tmp_path, videos=source, progress=False)
     l1 = [json.loads(line)["l1"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

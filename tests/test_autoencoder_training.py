@@ -21,8 +21,22 @@ def run_cli(*args):
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vae") / "vae"
-    assert run_cli("train-autoencoder", "--preset", "tiny", "--steps", 4, "--checkpoint-every", 2,
-                   "--worlds", "shapes,pans", "--out", out) == 0
+    assert (
+        run_cli(
+            "train-autoencoder",
+            "--preset",
+            "tiny",
+            "--steps",
+            4,
+            "--checkpoint-every",
+            2,
+            "--worlds",
+            "shapes,pans",
+            "--out",
+            out,
+        )
+        == 0
+    )
     return out
 
 
@@ -38,11 +52,29 @@ def test_train_autoencoder_writes_checkpoints_samples_and_plot(vae_run):
 
 def test_train_autoencoder_resume_equals_a_straight_run(tmp_path, vae_run):
     resumed = tmp_path / "resumed"
-    assert run_cli("train-autoencoder", "--preset", "tiny", "--steps", 2, "--checkpoint-every", 2,
-                   "--worlds", "shapes,pans", "--out", resumed) == 0
+    assert (
+        run_cli(
+            "train-autoencoder",
+            "--preset",
+            "tiny",
+            "--steps",
+            2,
+            "--checkpoint-every",
+            2,
+            "--worlds",
+            "shapes,pans",
+            "--out",
+            resumed,
+        )
+        == 0
+    )
     # Resuming keeps the run's own source even when another is named.
-    assert run_cli("train-autoencoder", "--preset", "tiny", "--steps", 4, "--resume", "--worlds", "fashion",
-                   "--out", resumed) == 0
+    assert (
+        run_cli(
+            "train-autoencoder", "--preset", "tiny", "--steps", 4, "--resume", "--worlds", "fashion", "--out", resumed
+        )
+        == 0
+    )
     for name in ("model.safetensors", "training/raw.safetensors"):
         a = load_file(str(checkpoint_dirs(vae_run)[-1] / name))
         b = load_file(str(checkpoint_dirs(resumed)[-1] / name))
@@ -71,16 +103,49 @@ def test_cache_latents_then_train_and_export_a_latent_model(tmp_path, vae_run, c
     parser = argparse.ArgumentParser()
     autoencoder_training.add_cache_latents_parser(parser.add_subparsers())
     latents = tmp_path / "latents"
-    args = parser.parse_args(["cache-latents", "--autoencoder", str(vae_run), "--world", "shapes", "--n", "5",
-                              "--shard-size", "2", "--max-frames", "9", "--out", str(latents)])
+    args = parser.parse_args(
+        [
+            "cache-latents",
+            "--autoencoder",
+            str(vae_run),
+            "--world",
+            "shapes",
+            "--n",
+            "5",
+            "--shard-size",
+            "2",
+            "--max-frames",
+            "9",
+            "--out",
+            str(latents),
+        ]
+    )
     assert args.func(args) == 0
     assert "wrote 5 latents in 3 shards" in capsys.readouterr().out
-    assert args.func(args) == 0                                      # a finished cache is kept as it is
+    assert args.func(args) == 0  # a finished cache is kept as it is
     assert "already complete" in capsys.readouterr().out
 
     run = tmp_path / "run"
-    assert run_cli("train", "--preset", "tiny", "--latents", latents, "--steps", 2, "--checkpoint-every", 2,
-                   "--sample-every", 2, "--tokens-per-step", 64, "--out", run) == 0
+    assert (
+        run_cli(
+            "train",
+            "--preset",
+            "tiny",
+            "--latents",
+            latents,
+            "--steps",
+            2,
+            "--checkpoint-every",
+            2,
+            "--sample-every",
+            2,
+            "--tokens-per-step",
+            64,
+            "--out",
+            run,
+        )
+        == 0
+    )
     config = load_model_folder(run).model_config
     assert config.autoencoder == load_autoencoder(vae_run).config and config.patch_size == (1, 2, 2)
     assert config.latent_channels == 8
@@ -91,5 +156,9 @@ def test_cache_latents_then_train_and_export_a_latent_model(tmp_path, vae_run, c
     from cinecube.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(exported)
-    assert pipe("a red circle moving right", frames=5, height=32, width=32, steps=2,
-                progress=False).frames.shape == (5, 32, 32, 3)
+    assert pipe("a red circle moving right", frames=5, height=32, width=32, steps=2, progress=False).frames.shape == (
+        5,
+        32,
+        32,
+        3,
+    )

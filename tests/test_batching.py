@@ -28,8 +28,8 @@ def test_batches_fill_the_token_budget_with_mixed_sizes():
         fills.append(used / 2048)
         sizes.update(item.video.shape[:3] for item in batch)
         assert all(tokens_of(*item.video.shape[:3]) <= 1024 for item in batch)
-    assert len(sizes) >= 6                      # many sizes and durations in the stream
-    assert sum(fills) / len(fills) > 0.75       # packing keeps steps nearly full
+    assert len(sizes) >= 6  # many sizes and durations in the stream
+    assert sum(fills) / len(fills) > 0.75  # packing keeps steps nearly full
     # 64x64 only appears in durations that fit the per-video cap
     assert all(t * h * w <= 1024 * 32 for t, h, w in sizes)
 

@@ -64,7 +64,7 @@ def test_padding_baseline_computes_the_same_as_packing():
     batch = pack(videos, PRESETS["tiny"].patch_size)
     text, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
     t = torch.tensor([0.3, 0.8])
-    for training in (False, True):   # inference runs the fused kernel, CPU training plain matmuls
+    for training in (False, True):  # inference runs the fused kernel, CPU training plain matmuls
         with torch.set_grad_enabled(training):
             check_padded_equals_packed(model, batch, text, mask, t)
 
@@ -77,11 +77,12 @@ def check_padded_equals_packed(model, batch, text, mask, t):
     positions = torch.zeros(2, longest, 3)
     valid = torch.zeros(2, longest, dtype=torch.bool)
     for i, (seq, pos) in enumerate(zip(batch.tokens.split(batch.lengths), batch.positions.split(batch.lengths))):
-        tokens[i, :len(seq)], positions[i, :len(seq)], valid[i, :len(seq)] = seq, pos, True
+        tokens[i, : len(seq)], positions[i, : len(seq)], valid[i, : len(seq)] = seq, pos, True
     segment_ids = torch.arange(2).repeat_interleave(longest)
     with packing.key_padding_self_attention(valid):
-        padded = model(tokens.view(-1, tokens.shape[-1]), positions.view(-1, 3), segment_ids,
-                       t[segment_ids], text, mask)
+        padded = model(
+            tokens.view(-1, tokens.shape[-1]), positions.view(-1, 3), segment_ids, t[segment_ids], text, mask
+        )
     torch.testing.assert_close(padded[valid.view(-1)], packed, atol=1e-5, rtol=1e-4)
 
 
@@ -96,8 +97,12 @@ def test_mix_covers_the_three_aspect_ratios_and_durations():
 @pytest.mark.slow
 def test_the_command_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
-                   check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     results = json.loads(out.read_text())
     check_rows(results)
     assert results["quick"] is True
@@ -107,14 +112,32 @@ def test_the_command_writes_json_and_markdown(tmp_path):
 def test_report_names_the_machine_of_every_part():
     """A run refreshed with --only on another machine keeps naming the first machine for the
     cases it measured."""
+
     def stamp(cpu, started, cases):
-        return {"started": started, "cases": cases,
-                "machine": {"cpu": cpu, "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu",
-                            "cpu_capability": "AVX512", "load_average_at_start": [0.5, 0.6, 0.7]}}
-    first, second = stamp("CPU one", "2026-01-01T00:00:00Z", ["training", "packing"]), \
-        stamp("CPU two", "2026-01-02T00:00:00Z", ["packing"])
-    results = {"parts": [first, second], "machine": second["machine"], "started": second["started"],
-               "quick": False, "matmul_peak_flop_per_s": {"fp32": 1e11, "bf16": 2e11}}
+        return {
+            "started": started,
+            "cases": cases,
+            "machine": {
+                "cpu": cpu,
+                "cores": 2,
+                "torch_threads": 2,
+                "torch": "2.13.0+cpu",
+                "cpu_capability": "AVX512",
+                "load_average_at_start": [0.5, 0.6, 0.7],
+            },
+        }
+
+    first, second = (
+        stamp("CPU one", "2026-01-01T00:00:00Z", ["training", "packing"]),
+        stamp("CPU two", "2026-01-02T00:00:00Z", ["packing"]),
+    )
+    results = {
+        "parts": [first, second],
+        "machine": second["machine"],
+        "started": second["started"],
+        "quick": False,
+        "matmul_peak_flop_per_s": {"fp32": 1e11, "bf16": 2e11},
+    }
     text = run.report(results, "TABLE")
     assert "in\n2 parts" in text
     assert "2026-01-01T00:00:00Z: training, packing; on CPU one" in text

@@ -24,9 +24,9 @@ def _mosaic(rng, t=8, h=64, w=64, cell=4):
 
 def _camera(rng, t=8, h=64, w=64):
     """A smooth scene with sensor noise, panning by one pixel a frame."""
-    yy, xx = np.mgrid[0:h, 0:w + t]
+    yy, xx = np.mgrid[0:h, 0 : w + t]
     base = 128 + 60 * np.sin(xx / 7.0) * np.cos(yy / 11.0)
-    frames = np.stack([base[:, i:i + w] for i in range(t)])[..., None].repeat(3, -1)
+    frames = np.stack([base[:, i : i + w] for i in range(t)])[..., None].repeat(3, -1)
     return np.clip(frames + rng.normal(0, 3, frames.shape), 0, 255).astype(np.uint8)
 
 
@@ -72,8 +72,15 @@ def test_corrupt_weights_are_a_clear_error(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(CinecubeError, match="unreadable"):
         Detector.load(tmp_path / "bad.json")
-    payload = {"format": "cinecube-detector-v1", "features": ["x"], "mean": [0], "scale": [1], "coef": [1],
-               "intercept": 0, "threshold": 0.5}
+    payload = {
+        "format": "cinecube-detector-v1",
+        "features": ["x"],
+        "mean": [0],
+        "scale": [1],
+        "coef": [1],
+        "intercept": 0,
+        "threshold": 0.5,
+    }
     (tmp_path / "old.json").write_text(json.dumps(payload))
     with pytest.raises(CinecubeError, match="features differ"):
         Detector.load(tmp_path / "old.json")
@@ -87,7 +94,14 @@ def test_bundled_detector_scores_a_real_clip_low_and_a_generated_video_high():
     detector = load_default_detector()
     assert detector.info["test_roc_auc"] >= 0.9
     real = resize_frames(read_window(real_clip_paths(["tree"])["tree"], 10, 12), 64, 64)
-    video = Pipeline.from_pretrained()("a red circle moving right on a black background", frames=12,
-                                       height=64, width=64, steps=8, seed=3, progress=False)
+    video = Pipeline.from_pretrained()(
+        "a red circle moving right on a black background",
+        frames=12,
+        height=64,
+        width=64,
+        steps=8,
+        seed=3,
+        progress=False,
+    )
     assert detector.score(video.frames) > detector.score(real)
     assert detector.score(real) < detector.threshold

@@ -37,7 +37,7 @@ def test_vp_predictions_give_the_same_flow_velocity(prediction):
     """An exact vp network (any prediction type) yields the exact flow velocity."""
     torch.manual_seed(1)
     x0, noise = torch.randn(40, 8), torch.randn(40, 8)
-    t = torch.rand(40, 1) * 0.9 + 0.05                     # flow time
+    t = torch.rand(40, 1) * 0.9 + 0.05  # flow time
     z = flow_interpolate(x0, noise, t)
     objective = Objective(DiffusionConfig(path="vp", prediction=prediction))
 
@@ -90,7 +90,7 @@ def test_timestep_shift_and_sampling():
     t = torch.linspace(0, 1, 11)
     shifted = shift_time(t, 3.0)
     assert shifted[0] == 0 and shifted[-1] == 1
-    assert (shifted[1:-1] > t[1:-1]).all()                # more noise everywhere
+    assert (shifted[1:-1] > t[1:-1]).all()  # more noise everywhere
     config = DiffusionConfig()
     assert resolution_shift(64, config) == 1.0
     assert resolution_shift(1024, config) == pytest.approx(2.0)
@@ -103,7 +103,7 @@ def test_timestep_shift_and_sampling():
     assert large.mean() > small.mean() + 0.1
     grid = flow_timesteps(10, 2.0)
     assert grid[0] == 1 and grid[-1] == 0 and (grid[1:] < grid[:-1]).all()
-    assert math.isclose(float(small.mean()), 0.5, abs_tol=0.03)   # logit-normal(0, 1) is centred
+    assert math.isclose(float(small.mean()), 0.5, abs_tol=0.03)  # logit-normal(0, 1) is centred
 
 
 def test_x0_loss_weighting_equals_clean_video_mse():

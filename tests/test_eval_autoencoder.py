@@ -70,8 +70,8 @@ def test_identity_is_perfect_and_report_has_its_fields(clip, tmp_path):
     assert report["compression"] == "1x1x1" and report["kind"] == "pixel"
     assert report["mean_psnr"] == row["psnr"] and report["mean_ssim"] == row["ssim"]
     image = read_video(tmp_path / "texture.png")[0][0]
-    assert image.shape[1] > 2 * 60 and image.shape[0] > 3 * 44      # 3 rows of original | reconstruction
-    json.dumps(report)                                                # JSON-able as is
+    assert image.shape[1] > 2 * 60 and image.shape[0] > 3 * 44  # 3 rows of original | reconstruction
+    json.dumps(report)  # JSON-able as is
 
 
 def test_noise_lowers_psnr_and_ssim(clip):
@@ -89,7 +89,7 @@ def test_untrained_causal_autoencoder_on_its_grid(clip, tiny_autoencoder):
     assert (row["frames"], row["height"], row["width"]) == (9, 40, 56)
     assert row["source"] == {"frames": 11, "height": 44, "width": 60}
     assert report["compression"] == "4x8x8" and report["latent_channels"] == 8
-    assert row["psnr"] < 30 and row["ssim"] < 0.9                     # untrained: far from the identity
+    assert row["psnr"] < 30 and row["ssim"] < 0.9  # untrained: far from the identity
     # Tiles smaller than the frame take the tiled path and give the same-sized result.
     tiled = evaluate_autoencoder(tiny_autoencoder, {"texture": clip}, max_frames=5, tile_size=32)
     assert (tiled["clips"][0]["height"], tiled["clips"][0]["width"]) == (40, 56)
@@ -106,7 +106,7 @@ def test_clip_smaller_than_a_latent_cell_is_refused(tmp_path, tiny_autoencoder):
     with pytest.raises(InvalidRequestError, match="smaller than one latent cell") as info:
         evaluate_autoencoder(tiny_autoencoder, {"good": good, "small": path}, out_dir=tmp_path / "images")
     assert "\n" not in str(info.value)
-    assert not (tmp_path / "images").exists()                         # nothing written half-way
+    assert not (tmp_path / "images").exists()  # nothing written half-way
     with pytest.raises(InvalidRequestError, match="latent cell"):
         pad_to_grid(_textured(1, 6, 40), tiny_autoencoder)
 
@@ -116,11 +116,11 @@ def test_metrics_and_side_by_side():
     assert psnr(a, a) == 100.0 and ssim(a, a) == pytest.approx(1.0)
     b = a.copy()
     b[0, 0, 0, 0] ^= 1
-    assert psnr(a, b) == pytest.approx(10 * np.log10(255 ** 2 * a.size))     # one value off by 1
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 * a.size))  # one value off by 1
     sheet = side_by_side(a, a, count=3)
     gap = 2
     assert sheet.shape == (3 * 32 + 2 * gap, 2 * 32 + gap, 3)
-    assert np.array_equal(sheet[:32, :32], a[0]) and np.array_equal(sheet[:32, 32 + gap:], a[0])
+    assert np.array_equal(sheet[:32, :32], a[0]) and np.array_equal(sheet[:32, 32 + gap :], a[0])
 
 
 def test_corrupt_checkpoint_is_one_line_checkpoint_error(tmp_path, tiny_autoencoder, capsys):
@@ -147,13 +147,27 @@ def test_eval_command_writes_json_and_images(tmp_path, capsys, tiny_run):
         pytest.skip("offline real clips not installed")
     out = tmp_path / "ae.json"
     # A pixel-space model's autoencoder is the identity.
-    code = cli.main(["eval", "autoencoder", "--clips", "carphone", "--max-frames", "3", "--out", str(out),
-                     "--images", str(tmp_path / "images"), "--model", str(tiny_run)])
+    code = cli.main(
+        [
+            "eval",
+            "autoencoder",
+            "--clips",
+            "carphone",
+            "--max-frames",
+            "3",
+            "--out",
+            str(out),
+            "--images",
+            str(tmp_path / "images"),
+            "--model",
+            str(tiny_run),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and "identity" in printed
     report = json.loads(out.read_text())
     assert report["clips"][0]["name"] == "carphone"
-    assert (report["clips"][0]["height"], report["clips"][0]["width"]) == (144, 176)   # native size
+    assert (report["clips"][0]["height"], report["clips"][0]["width"]) == (144, 176)  # native size
     assert report["mean_ssim"] > 0.999
     assert (tmp_path / "images" / "carphone.png").exists()
     # By default: the bundled model's autoencoder (measured on carphone: 25.8 dB, SSIM 0.84 at 4x8x8).
@@ -167,11 +181,13 @@ def test_eval_command_writes_json_and_images(tmp_path, capsys, tiny_run):
 
 def test_reconstruct_keeps_size_and_frame_rate(tmp_path, tiny_autoencoder, capsys, tiny_run):
     source = tmp_path / "odd.mp4"
-    write_video(source, _textured(7, 37, 53), fps=12)                 # odd sizes, 7 frames
+    write_video(source, _textured(7, 37, 53), fps=12)  # odd sizes, 7 frames
     folder = save_autoencoder(tmp_path / "ae", tiny_autoencoder)
-    cases = [(tmp_path / "same.mp4", ["--model", str(tiny_run)]),                # pixel space: identity
-             (tmp_path / "tiny.mp4", ["--autoencoder", str(folder)]),
-             (tmp_path / "bundled.mp4", [])]                                     # the bundled model's
+    cases = [
+        (tmp_path / "same.mp4", ["--model", str(tiny_run)]),  # pixel space: identity
+        (tmp_path / "tiny.mp4", ["--autoencoder", str(folder)]),
+        (tmp_path / "bundled.mp4", []),
+    ]  # the bundled model's
     for output, extra in cases:
         assert cli.main(["reconstruct", str(source), "-o", str(output), *extra]) == 0
         info = video_info(output)

@@ -24,20 +24,22 @@ def _ramp_video(frames: int, height: int, width: int) -> np.ndarray:
 @pytest.fixture()
 def folder(tmp_path):
     """A folder with good and bad files, captions via captions.jsonl and via .txt."""
-    write_video(tmp_path / "long.mp4", _ramp_video(50, 36, 52), fps=25)       # 2 s at 25 fps
-    write_video(tmp_path / "short.gif", _ramp_video(10, 24, 40), fps=10)      # 1 s at 10 fps
+    write_video(tmp_path / "long.mp4", _ramp_video(50, 36, 52), fps=25)  # 2 s at 25 fps
+    write_video(tmp_path / "short.gif", _ramp_video(10, 24, 40), fps=10)  # 1 s at 10 fps
     (tmp_path / "short.txt").write_text("a short gif\n")
     data = (tmp_path / "long.mp4").read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
     (tmp_path / "zero.mp4").write_bytes(b"")
     (tmp_path / "notes.mp4").write_text("these are notes, not a video\n")
     write_video(tmp_path / "uncaptioned.mp4", _ramp_video(4, 16, 16), fps=8)
-    records = [{"video": "long.mp4", "caption": "a long ramp"},
-               {"video": "truncated.mp4", "caption": "cut off"},
-               {"video": "zero.mp4", "caption": "nothing"},
-               {"video": "notes.mp4", "caption": "text"},
-               {"video": "gone.mp4", "caption": "missing"},
-               {"video": "still.png", "caption": "an image, not a video"}]
+    records = [
+        {"video": "long.mp4", "caption": "a long ramp"},
+        {"video": "truncated.mp4", "caption": "cut off"},
+        {"video": "zero.mp4", "caption": "nothing"},
+        {"video": "notes.mp4", "caption": "text"},
+        {"video": "gone.mp4", "caption": "missing"},
+        {"video": "still.png", "caption": "an image, not a video"},
+    ]
     write_video(tmp_path / "still.png", _ramp_video(1, 16, 16))
     (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "not json\n")
     return tmp_path
@@ -49,8 +51,15 @@ def test_good_files_are_read_with_their_captions_and_bad_ones_counted(folder, ca
         clips = list(dataset)
     captions = [caption for _, caption in clips]
     assert captions == ["a long ramp", "a short gif"]
-    assert dict(dataset.skipped) == {"bad caption line": 1, "no caption": 1, "missing file": 1, "not a video": 1,
-                                     "truncated": 1, "empty": 1, "unreadable": 1}
+    assert dict(dataset.skipped) == {
+        "bad caption line": 1,
+        "no caption": 1,
+        "missing file": 1,
+        "not a video": 1,
+        "truncated": 1,
+        "empty": 1,
+        "unreadable": 1,
+    }
     messages = " ".join(r.getMessage() for r in caplog.records)
     for name in ("truncated.mp4", "zero.mp4", "notes.mp4", "uncaptioned.mp4", "gone.mp4"):
         assert name in messages
@@ -73,23 +82,23 @@ def test_fps_resampling_by_frame_count(folder):
 def test_native_size_rounded_down_never_square(folder):
     dataset = VideoFolderDataset(folder, fps=8, max_frames=33, patch_multiple=8)
     shapes = {caption: frames.shape for frames, caption in dataset}
-    assert shapes["a long ramp"] == (16, 32, 48, 3)        # 36x52 -> 32x48, not 32x32
-    assert shapes["a short gif"] == (8, 24, 40, 3)          # already on the grid
+    assert shapes["a long ramp"] == (16, 32, 48, 3)  # 36x52 -> 32x48, not 32x32
+    assert shapes["a short gif"] == (8, 24, 40, 3)  # already on the grid
     video = np.arange(1 * 13 * 21 * 3, dtype=np.uint8).reshape(1, 13, 21, 3)
     cropped = round_to_grid(video, 8)
     assert cropped.shape == (1, 8, 16, 3)
-    assert np.array_equal(cropped, video[:, 2:10, 2:18])   # the remainder split between both sides
+    assert np.array_equal(cropped, video[:, 2:10, 2:18])  # the remainder split between both sides
 
 
 def test_long_video_is_cut_into_clips(folder):
     dataset = VideoFolderDataset(folder, fps=8, max_frames=6)
     long_clips = [frames for frames, caption in dataset if caption == "a long ramp"]
-    assert [len(c) for c in long_clips] == [6, 6, 4]       # 16 frames
+    assert [len(c) for c in long_clips] == [6, 6, 4]  # 16 frames
     joined = np.concatenate(long_clips)
     assert np.array_equal(joined, round_to_grid(read_frames(folder / "long.mp4", fps=8), 8))
     overlapping = VideoFolderDataset(folder, fps=8, max_frames=6, clip_stride=5)
     lengths = [len(f) for f, c in overlapping if c == "a long ramp"]
-    assert lengths == [6, 6, 6]                             # starts 0, 5, 10; the last ends at 16
+    assert lengths == [6, 6, 6]  # starts 0, 5, 10; the last ends at 16
 
 
 def test_iter_frames_errors_are_one_line(tmp_path):

@@ -16,7 +16,7 @@ try:
 
     fashion_mnist_dir()
     photo_paths()
-except CinecubeError:                                   # pragma: no cover - data not installed
+except CinecubeError:  # pragma: no cover - data not installed
     pytest.skip("offline photos / Fashion-MNIST not installed", allow_module_level=True)
 
 from cinecube.data.corpus import MixedWorld, build_corpus, corpus_source, inspect_corpus, make_world
@@ -51,7 +51,7 @@ def test_fashion_mnist_files_parse():
     test_images, test_labels = load_fashion_mnist("eval")
     assert images.shape == (60000, 28, 28) and test_images.shape == (10000, 28, 28)
     assert set(np.unique(labels)) == set(range(10)) and len(test_labels) == 10000
-    assert images.mean() > 40                           # real pictures, not a zero-filled buffer
+    assert images.mean() > 40  # real pictures, not a zero-filled buffer
 
 
 def test_fashion_samples_are_deterministic_and_shaped(fashion):
@@ -81,15 +81,22 @@ def test_fashion_caption_names_class_colour_motion_and_background(fashion):
 
 
 def test_fashion_object_moves_as_its_truth_says(fashion):
-    sample = _find(fashion, lambda s: s.truth["background_kind"] == "color" and len(s.truth["objects"]) == 1
-                   and s.truth["objects"][0]["motion"] == "right" and s.truth["objects"][0]["speed"] != "slowly")
+    sample = _find(
+        fashion,
+        lambda s: (
+            s.truth["background_kind"] == "color"
+            and len(s.truth["objects"]) == 1
+            and s.truth["objects"][0]["motion"] == "right"
+            and s.truth["objects"][0]["speed"] != "slowly"
+        ),
+    )
     background = np.asarray(BACKGROUND_COLORS[sample.truth["background"]], dtype=np.int16)
-    mask = np.abs(sample.video.astype(np.int16) - background).sum(axis=-1) > 40     # (T, H, W)
+    mask = np.abs(sample.video.astype(np.int16) - background).sum(axis=-1) > 40  # (T, H, W)
     xs = np.arange(sample.video.shape[2])
     centroid_x = (mask * xs).sum(axis=(1, 2)) / mask.sum(axis=(1, 2))
     truth_x = np.array(sample.truth["objects"][0]["centers"])[:, 0]
     assert np.all(np.diff(truth_x) > 0) and centroid_x[-1] - centroid_x[0] > 5
-    assert np.abs(centroid_x - truth_x).max() < 4         # the item's outline and shape shift it a little
+    assert np.abs(centroid_x - truth_x).max() < 4  # the item's outline and shape shift it a little
 
 
 def test_fashion_eval_split_uses_test_images_and_heldout_photos():
@@ -105,11 +112,11 @@ def test_pan_direction_matches_pixels(pans):
 
     sample = _find(pans, lambda s: s.truth["move"] == "pan right" and s.truth["speed"] != "slow", frames=9)
     windows = np.array(sample.truth["windows"])
-    assert np.all(np.diff(windows[:, 0]) > 0)             # the camera window moves right ...
+    assert np.all(np.diff(windows[:, 0]) > 0)  # the camera window moves right ...
     first = sample.video[0].mean(axis=-1).astype(np.float32)
     last = sample.video[-1].mean(axis=-1).astype(np.float32)
     (dx, dy), _ = cv2.phaseCorrelate(first, last)
-    assert dx < -1 and abs(dy) < 1                        # ... so the content moves left
+    assert dx < -1 and abs(dy) < 1  # ... so the content moves left
     assert "pan right" in sample.caption and sample.truth["scene"] in sample.caption
 
 
@@ -159,8 +166,7 @@ def test_build_then_read_back_and_inspect(tmp_path):
     dataset = VideoFolderDataset(out, fps=8, max_frames=33)
     clips = list(dataset)
     assert [caption for _, caption in clips] == [line["caption"] for line in lines]
-    assert all(frames.shape[0] == 5 and 32 <= frames.shape[1] <= 48 and frames.shape[2] % 8 == 0
-               for frames, _ in clips)
+    assert all(frames.shape[0] == 5 and 32 <= frames.shape[1] <= 48 and frames.shape[2] % 8 == 0 for frames, _ in clips)
     assert not dataset.skipped
     summary = inspect_corpus(out)
     assert summary["videos"] == 6 and summary["skipped"] == {}
@@ -168,7 +174,7 @@ def test_build_then_read_back_and_inspect(tmp_path):
     assert sum(summary["worlds"].values()) == 6
     from cinecube.train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS
 
-    (out / "clips" / "000001.mp4").write_bytes(b"")             # broken after the build: its slot moves on
+    (out / "clips" / "000001.mp4").write_bytes(b"")  # broken after the build: its slot moves on
     from_folder = corpus_source(AUTOENCODER_TRAIN_PRESETS["tiny"], folder=out)
     videos = from_folder(0)
     assert len(videos) == 2 and np.array_equal(videos[0], clips[0][0]) and np.array_equal(videos[1], clips[2][0])
@@ -178,10 +184,29 @@ def test_build_then_read_back_and_inspect(tmp_path):
 
 def test_data_commands(tmp_path, capsys):
     out = tmp_path / "fashion"
-    assert cli.main(["data", "build", "--world", "fashion", "--n", "2", "--out", str(out), "--frames", "5",
-                     "--min-size", "32", "--max-size", "32"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "build",
+                "--world",
+                "fashion",
+                "--n",
+                "2",
+                "--out",
+                str(out),
+                "--frames",
+                "5",
+                "--min-size",
+                "32",
+                "--max-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert "wrote 2 clips" in capsys.readouterr().out
-    (out / "clips" / "000001.mp4").write_bytes(b"")             # a file broken after the build
+    (out / "clips" / "000001.mp4").write_bytes(b"")  # a file broken after the build
     assert cli.main(["data", "inspect", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "1 readable captioned videos" in printed and "empty 1" in printed

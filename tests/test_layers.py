@@ -22,11 +22,22 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "cinecube"
 # Bottom to top. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("configs and errors", ("cinecube", "cinecube.config", "cinecube.errors")),
-    ("networks, model folders, video files", ("cinecube.patches", "cinecube.transformer", "cinecube.autoencoder",
-                                              "cinecube.text", "cinecube.model_folder", "cinecube.video_io")),
+    (
+        "networks, model folders, video files",
+        (
+            "cinecube.patches",
+            "cinecube.transformer",
+            "cinecube.autoencoder",
+            "cinecube.text",
+            "cinecube.model_folder",
+            "cinecube.video_io",
+        ),
+    ),
     ("data", ("cinecube.data",)),
-    ("diffusion, sampling, pipeline, safety", ("cinecube.diffusion", "cinecube.sampling", "cinecube.pipeline",
-                                               "cinecube.safety")),
+    (
+        "diffusion, sampling, pipeline, safety",
+        ("cinecube.diffusion", "cinecube.sampling", "cinecube.pipeline", "cinecube.safety"),
+    ),
     ("training", ("cinecube.train",)),
     ("evaluation", ("cinecube.evaluate",)),
     ("command line and server", ("cinecube.cli", "cinecube.commands", "cinecube.server", "cinecube.__main__")),
@@ -71,7 +82,7 @@ def _imported_names(path: Path, module: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -89,8 +100,10 @@ def test_no_import_statement_points_upward():
         own = layer_of(module)
         for line, target in _imported_names(path, module):
             if layer_of(target) > own:
-                upward.append(f"{path.relative_to(PACKAGE_DIR.parent)}:{line} ({LAYERS[own][0]}) imports "
-                              f"{target} ({LAYERS[layer_of(target)][0]})")
+                upward.append(
+                    f"{path.relative_to(PACKAGE_DIR.parent)}:{line} ({LAYERS[own][0]}) imports "
+                    f"{target} ({LAYERS[layer_of(target)][0]})"
+                )
     assert not upward, "imports that point to a higher layer:\n" + "\n".join(upward)
 
 
@@ -117,8 +130,10 @@ def test_each_layer_alone_loads_nothing_above_it(layer):
 
 @pytest.mark.parametrize("module", ["cinecube.autoencoder", "cinecube.pipeline", "cinecube.transformer"])
 def test_models_and_pipeline_load_no_training_code(module):
-    code = (f"import {module}, sys; "
-            "print([m for m in sys.modules if m.startswith(('cinecube.train', 'cinecube.evaluate', "
-            "'cinecube.commands', 'cinecube.cli'))])")
+    code = (
+        f"import {module}, sys; "
+        "print([m for m in sys.modules if m.startswith(('cinecube.train', 'cinecube.evaluate', "
+        "'cinecube.commands', 'cinecube.cli'))])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -4,12 +4,15 @@ import torch
 from cinecube.patches import grid_positions, pack, patchify, token_grid, unpack, unpatchify
 
 
-@pytest.mark.parametrize("shape,patch", [
-    ((3, 8, 16, 24), (2, 4, 4)),
-    ((3, 1, 8, 8), (2, 4, 4)),      # an image: one frame, padded to the temporal patch
-    ((3, 5, 12, 8), (4, 4, 4)),     # frames not a multiple of pt
-    ((16, 3, 4, 6), (1, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "shape,patch",
+    [
+        ((3, 8, 16, 24), (2, 4, 4)),
+        ((3, 1, 8, 8), (2, 4, 4)),  # an image: one frame, padded to the temporal patch
+        ((3, 5, 12, 8), (4, 4, 4)),  # frames not a multiple of pt
+        ((16, 3, 4, 6), (1, 2, 2)),
+    ],
+)
 def test_patchify_round_trip_is_exact(shape, patch):
     latent = torch.randn(shape)
     tokens, grid = patchify(latent, patch)

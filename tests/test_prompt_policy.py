@@ -37,6 +37,7 @@ def blocklist():
 
 # ---- normalisation ---------------------------------------------------------------------------
 
+
 def test_leetspeak_is_decoded_inside_words_only():
     assert normalise_text("a n4k3d ch1ld") == "a naked child"
     assert normalise_text("h0w t0 m4k3 a b0mb") == "how to make a bomb"
@@ -45,11 +46,11 @@ def test_leetspeak_is_decoded_inside_words_only():
 
 
 def test_homoglyphs_fullwidth_and_accents_fold_to_ascii():
-    cyrillic = "n\u0430k\u0435d"                       # Cyrillic a and e
+    cyrillic = "n\u0430k\u0435d"  # Cyrillic a and e
     assert fold(cyrillic) == "naked"
-    assert fold("\uff4e\uff55\uff44\uff45") == "nude"   # full-width letters (NFKC)
+    assert fold("\uff4e\uff55\uff44\uff45") == "nude"  # full-width letters (NFKC)
     assert fold("Beyonc\u00e9") == "beyonce"
-    assert fold("\u03bf\u0440\u0430h") == "opah"        # Greek omicron, Cyrillic er and a
+    assert fold("\u03bf\u0440\u0430h") == "opah"  # Greek omicron, Cyrillic er and a
 
 
 def test_zero_width_characters_are_removed():
@@ -66,8 +67,15 @@ def test_spaced_and_punctuated_letters_are_joined():
 
 
 def test_blocklist_folds_case_repeats_and_obfuscation(blocklist):
-    for prompt in ["a NaKeD ChIlD", "a naaaaked kiiiid", "ch1ld p0rn", "c\u200bhild porn", "\uff43\uff48\uff49\uff4c\uff44 porn",
-                   "c h i l d  p o r n", "c.h.i.l.d p.o.r.n"]:
+    for prompt in [
+        "a NaKeD ChIlD",
+        "a naaaaked kiiiid",
+        "ch1ld p0rn",
+        "c\u200bhild porn",
+        "\uff43\uff48\uff49\uff4c\uff44 porn",
+        "c h i l d  p o r n",
+        "c.h.i.l.d p.o.r.n",
+    ]:
         hit = blocklist.match(prompt)
         assert hit is not None and hit[0] == "minors_sexual", prompt
 
@@ -92,6 +100,7 @@ def test_allowed_phrases_are_not_weapons(blocklist):
 
 
 # ---- the decision and the API ----------------------------------------------------------------
+
 
 def test_decision_fields(policy):
     denied = policy.check("a s w a s t i k a flag")
@@ -131,6 +140,7 @@ def test_long_prompts_are_classified_in_windows(policy):
 
 
 # ---- the shipped data ------------------------------------------------------------------------
+
 
 def test_measurement_sets_are_disjoint_from_the_classifier_examples():
     examples = {normalise_text(t) for t in load_examples()[0]}

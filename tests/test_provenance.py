@@ -37,16 +37,27 @@ def config_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def claims():
-    return generation_claims(model="cinecube-small", checkpoint_sha256="ab" * 32, prompt=PROMPT,
-                             seed=1234, height=64, width=64, frames=8, steps=20, guidance=5.0, fps=8.0)
+    return generation_claims(
+        model="cinecube-small",
+        checkpoint_sha256="ab" * 32,
+        prompt=PROMPT,
+        seed=1234,
+        height=64,
+        width=64,
+        frames=8,
+        steps=20,
+        guidance=5.0,
+        fps=8.0,
+    )
 
 
 def _frames(t=8, h=64, w=64, seed=0):
     """(T, H, W, 3) uint8: a moving gradient plus a little noise, like decoded video."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    frames = np.stack([np.stack([(xx * 4 + i * 8) % 256, (yy * 4) % 256, ((xx + yy) * 2) % 256], -1)
-                       for i in range(t)]).astype(np.int16)
+    frames = np.stack(
+        [np.stack([(xx * 4 + i * 8) % 256, (yy * 4) % 256, ((xx + yy) * 2) % 256], -1) for i in range(t)]
+    ).astype(np.int16)
     frames += rng.integers(-8, 9, frames.shape)
     return np.clip(frames, 0, 255).astype(np.uint8)
 
@@ -66,9 +77,9 @@ def _top_level_boxes(data: bytes) -> dict[bytes, tuple[int, int]]:
     """ISO BMFF top-level boxes: type -> (offset, size)."""
     boxes, pos = {}, 0
     while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if size == 1:
-            size = struct.unpack(">Q", data[pos + 8:pos + 16])[0]
+            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
         boxes[kind] = (pos, size)
         if size < 8:
             break
@@ -159,11 +170,14 @@ def test_edited_assertion_reads_invalid(tmp_path, claims, suffix):
     assert report.claims["model"] == "cinecube-large"  # readable, but not to be believed
 
 
-@pytest.mark.parametrize("suffix, expected", [
-    (".mp4", {"Invalid"}),      # the BMFF hash no longer matches the shortened file
-    (".gif", {"Invalid", "Unreadable"}),  # Unreadable when the cut goes into the manifest
-    (".png", {"Unreadable"}),   # the PNG parser stops at the cut chunk
-])
+@pytest.mark.parametrize(
+    "suffix, expected",
+    [
+        (".mp4", {"Invalid"}),  # the BMFF hash no longer matches the shortened file
+        (".gif", {"Invalid", "Unreadable"}),  # Unreadable when the cut goes into the manifest
+        (".png", {"Unreadable"}),  # the PNG parser stops at the cut chunk
+    ],
+)
 def test_truncated_file_is_never_trusted(tmp_path, claims, suffix, expected):
     path = _signed(tmp_path, suffix, claims)
     data = path.read_bytes()
@@ -223,17 +237,20 @@ def test_organisation_key_from_files(tmp_path, claims):
     pem = provenance._new_identity_pem()  # stands in for a chain issued by the organisation's CA
     key = serialization.load_pem_private_key(pem, None)
     key_path, chain_path = tmp_path / "org.key", tmp_path / "org-chain.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))  # SEC1, not PKCS#8
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )  # SEC1, not PKCS#8
     certs = x509.load_pem_x509_certificates(pem)
     chain_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
 
     org = SigningIdentity.from_files(key_path, chain_path)
     loaded = serialization.load_pem_private_key(org.key_pem, password=None)
-    pkcs8 = loaded.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-    assert org.key_pem == pkcs8 and org.alg == "ES256"      # converted to PKCS#8
+    pkcs8 = loaded.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert org.key_pem == pkcs8 and org.alg == "ES256"  # converted to PKCS#8
     assert "key_pem" not in repr(org) and "PRIVATE" not in repr(org)
     path = _media(tmp_path, ".mp4")
     sign_media(path, claims, PAYLOAD, identity=org)
@@ -242,7 +259,7 @@ def test_organisation_key_from_files(tmp_path, claims):
 
     wrong_chain = tmp_path / "wrong-chain.pem"
     other = provenance._new_identity_pem()
-    wrong_chain.write_bytes(other[other.index(b"-----BEGIN CERTIFICATE"):])   # its certificates only
+    wrong_chain.write_bytes(other[other.index(b"-----BEGIN CERTIFICATE") :])  # its certificates only
     with pytest.raises(ProvenanceError, match="does not match"):
         SigningIdentity.from_files(key_path, wrong_chain)
 
@@ -326,11 +343,19 @@ def _self_signed_identity(tmp_path) -> SigningIdentity:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return SigningIdentity.from_pem(key_pem, cert.public_bytes(serialization.Encoding.PEM))
 
 

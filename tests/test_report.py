@@ -29,14 +29,24 @@ def _browser() -> str | None:
 
 needs_browser = pytest.mark.skipif(
     _browser() is None,
-    reason="no Chromium binary on PATH (install with `apt-get install -y chromium`) to render the report")
+    reason="no Chromium binary on PATH (install with `apt-get install -y chromium`) to render the report",
+)
 
 
 def render_dom(html_file: Path, budget_ms: int = 10000) -> str:
     """The page's DOM after scripts ran, from headless Chromium."""
-    cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
-           "--no-first-run", f"--user-data-dir={html_file.parent / '.chromium-profile'}",
-           f"--virtual-time-budget={budget_ms}", "--dump-dom", html_file.resolve().as_uri()]
+    cmd = [
+        _browser(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--mute-audio",
+        "--no-first-run",
+        f"--user-data-dir={html_file.parent / '.chromium-profile'}",
+        f"--virtual-time-budget={budget_ms}",
+        "--dump-dom",
+        html_file.resolve().as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -45,7 +55,7 @@ def render_dom(html_file: Path, budget_ms: int = 10000) -> str:
 def _moving_square(frames: int, size: int, color: tuple[int, int, int]) -> np.ndarray:
     video = np.zeros((frames, size, size, 3), dtype=np.uint8)
     for t in range(frames):
-        video[t, 8:20, 2 + t:14 + t] = color
+        video[t, 8:20, 2 + t : 14 + t] = color
     return video
 
 
@@ -53,8 +63,10 @@ def _fake_results(out: Path) -> dict:
     """Results shaped like evaluate_all's, with real video files beside them."""
     (out / "videos").mkdir(parents=True)
     cases = []
-    prompts = ["a red square moving right on a black background",
-               "a <b>bold</b> & \"quoted\" prompt <script>document.title='hacked'</script>"]
+    prompts = [
+        "a red square moving right on a black background",
+        "a <b>bold</b> & \"quoted\" prompt <script>document.title='hacked'</script>",
+    ]
     for i, prompt in enumerate(prompts):
         write_video(out / "videos" / f"case_{i:03d}.mp4", _moving_square(10, 40, (220, 40, 40)), fps=8)
         write_video(out / "videos" / f"case_{i:03d}_truth.mp4", _moving_square(10, 40, (255, 0, 0)), fps=8)
@@ -62,42 +74,98 @@ def _fake_results(out: Path) -> dict:
         if i == 0:  # a second seed of the first prompt (--videos-per-prompt 2)
             write_video(out / "videos" / "case_000_seed1.mp4", _moving_square(10, 40, (200, 60, 60)), fps=8)
             videos.append({"path": "videos/case_000_seed1.mp4", "seed": 8, "seconds": 1.3})
-        cases.append({"index": i, "prompt": prompt, "seed": 7 + i, "size": [10, 40, 40],
-                      "case_size": [10, 40, 40], "videos": videos,
-                      "truth": f"videos/case_{i:03d}_truth.mp4",
-                      "results": {"color": True, "shape": i == 0, "direction": None, "count": True}})
-    fvd = {"logits": {"value": 123.4, "n_a": 2, "n_b": 2, "dim": 400, "feature": "logits", "note": "rank <= 1",
-                      "floor": 99.0},
-           "pool": {"value": 5.6, "n_a": 2, "n_b": 2, "dim": 1024, "feature": "pool", "note": "rank <= 1"}}
+        cases.append(
+            {
+                "index": i,
+                "prompt": prompt,
+                "seed": 7 + i,
+                "size": [10, 40, 40],
+                "case_size": [10, 40, 40],
+                "videos": videos,
+                "truth": f"videos/case_{i:03d}_truth.mp4",
+                "results": {"color": True, "shape": i == 0, "direction": None, "count": True},
+            }
+        )
+    fvd = {
+        "logits": {
+            "value": 123.4,
+            "n_a": 2,
+            "n_b": 2,
+            "dim": 400,
+            "feature": "logits",
+            "note": "rank <= 1",
+            "floor": 99.0,
+        },
+        "pool": {"value": 5.6, "n_a": 2, "n_b": 2, "dim": 1024, "feature": "pool", "note": "rank <= 1"},
+    }
     return {
         "model": {"name": "test-model", "path": "runs/x", "weights_sha256": "ab" * 32, "autoencoder": "causal3d"},
         "settings": settings_for(True),
-        "adherence": {"accuracy": {"color": 1.0, "shape": 0.5, "direction": None, "count": 1.0},
-                      "passed": {"color": 2, "shape": 1, "direction": 0, "count": 2},
-                      "scored": {"color": 2, "shape": 2, "direction": 0, "count": 2},
-                      "interval_95": {"color": [0.342, 1.0], "shape": [0.12, 0.88], "direction": None,
-                                      "count": [0.342, 1.0]},
-                      "targets": {"color": 0.9, "shape": 0.7, "direction": 0.8, "count": 0.8},
-                      "all_pass": 0.5, "n_cases": 2,
-                      "by_objects": {"1": {"cases": 1, "accuracy": {"color": 1.0, "shape": 1.0, "direction": None,
-                                                                    "count": 1.0}},
-                                     "2": {"cases": 1, "accuracy": {"color": 1.0, "shape": 0.0, "direction": None,
-                                                                    "count": 1.0}}}},
+        "adherence": {
+            "accuracy": {"color": 1.0, "shape": 0.5, "direction": None, "count": 1.0},
+            "passed": {"color": 2, "shape": 1, "direction": 0, "count": 2},
+            "scored": {"color": 2, "shape": 2, "direction": 0, "count": 2},
+            "interval_95": {"color": [0.342, 1.0], "shape": [0.12, 0.88], "direction": None, "count": [0.342, 1.0]},
+            "targets": {"color": 0.9, "shape": 0.7, "direction": 0.8, "count": 0.8},
+            "all_pass": 0.5,
+            "n_cases": 2,
+            "by_objects": {
+                "1": {"cases": 1, "accuracy": {"color": 1.0, "shape": 1.0, "direction": None, "count": 1.0}},
+                "2": {"cases": 1, "accuracy": {"color": 1.0, "shape": 0.0, "direction": None, "count": 1.0}},
+            },
+        },
         "fvd": fvd,
-        "fid": {"value": 77.7, "n_a": 20, "n_b": 20, "dim": 2048, "feature": "inception-pool3", "note": "",
-                "floor": 31.5,
-                "frames_per_video": "all"},
-        "autoencoder": {"status": "ok", "kind": "causal3d", "compression": "4x8x8", "mean_psnr": 28.5,
-                        "mean_ssim": 0.81, "clips": [{"name": "tree", "frames": 9, "height": 64, "width": 64,
-                                                      "psnr": 28.5, "ssim": 0.81}]},
-        "timing": {"videos": 2, "steps": 4, "mean_seconds_per_video": 1.25, "median_seconds_per_video": 1.25,
-                   "max_seconds_per_video": 1.3, "frames_per_second": 8.0, "torch_threads": 2,
-                   "per_video": [{"case": i, "seed": 7 + i, "seconds": 1.2 + 0.1 * i, "frames": 10,
-                                  "height": 40, "width": 40, "tokens": 300} for i in range(2)]},
-        "i3d_check": {"top5": {"cup": [["opening bottle", 0.5], ["using remote controller (not gaming)", 0.3]]},
-                      "summary": {"logits": {"same_clip_halves_mean": 10.0, "different_clips_mean": 900.0,
-                                             "same_max": 12.0, "different_min": 400.0}},
-                      "note": "few windows"},
+        "fid": {
+            "value": 77.7,
+            "n_a": 20,
+            "n_b": 20,
+            "dim": 2048,
+            "feature": "inception-pool3",
+            "note": "",
+            "floor": 31.5,
+            "frames_per_video": "all",
+        },
+        "autoencoder": {
+            "status": "ok",
+            "kind": "causal3d",
+            "compression": "4x8x8",
+            "mean_psnr": 28.5,
+            "mean_ssim": 0.81,
+            "clips": [{"name": "tree", "frames": 9, "height": 64, "width": 64, "psnr": 28.5, "ssim": 0.81}],
+        },
+        "timing": {
+            "videos": 2,
+            "steps": 4,
+            "mean_seconds_per_video": 1.25,
+            "median_seconds_per_video": 1.25,
+            "max_seconds_per_video": 1.3,
+            "frames_per_second": 8.0,
+            "torch_threads": 2,
+            "per_video": [
+                {
+                    "case": i,
+                    "seed": 7 + i,
+                    "seconds": 1.2 + 0.1 * i,
+                    "frames": 10,
+                    "height": 40,
+                    "width": 40,
+                    "tokens": 300,
+                }
+                for i in range(2)
+            ],
+        },
+        "i3d_check": {
+            "top5": {"cup": [["opening bottle", 0.5], ["using remote controller (not gaming)", 0.3]]},
+            "summary": {
+                "logits": {
+                    "same_clip_halves_mean": 10.0,
+                    "different_clips_mean": 900.0,
+                    "same_max": 12.0,
+                    "different_min": 400.0,
+                }
+            },
+            "note": "few windows",
+        },
         "cases": cases,
         "stage_seconds": {"total": 12.0},
     }
@@ -109,8 +177,9 @@ def report_dir(tmp_path: Path) -> tuple[Path, dict]:
     results = _fake_results(out)
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(10, 310, 10)) + '{"step": 31')  # cut short
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(10, 310, 10)) + '{"step": 31'
+    )  # cut short
     write_report(out, results, metrics_file=run / "metrics.jsonl")
     return out, results
 
@@ -125,14 +194,31 @@ def test_report_writes_json_html_and_plots(report_dir):
     page = (out / "index.html").read_text()
     # Every generated video and every ground-truth render is a <video> with a file beside it.
     sources = re.findall(r'<video src="([^"]+)"', page)
-    assert sources == ["videos/case_000.mp4", "videos/case_000_seed1.mp4", "videos/case_000_truth.mp4",
-                       "videos/case_001.mp4", "videos/case_001_truth.mp4"]
+    assert sources == [
+        "videos/case_000.mp4",
+        "videos/case_000_seed1.mp4",
+        "videos/case_000_truth.mp4",
+        "videos/case_001.mp4",
+        "videos/case_001_truth.mp4",
+    ]
     assert all((out / s).is_file() for s in sources)
-    for text in ("Prompt adherence", "FVD (I3D 400-d logits)", "FID per frame", "Generation time",
-                 "Autoencoder reconstruction", "<th>floor</th>", "99.00", "31.50",
-                 "I3D check on real clips", "opening bottle", "below target",
-                 '<img src="loss.png"', "By objects asked for",
-                 "<th>95 % interval</th>", "<td>12%-88%</td>"):
+    for text in (
+        "Prompt adherence",
+        "FVD (I3D 400-d logits)",
+        "FID per frame",
+        "Generation time",
+        "Autoencoder reconstruction",
+        "<th>floor</th>",
+        "99.00",
+        "31.50",
+        "I3D check on real clips",
+        "opening bottle",
+        "below target",
+        '<img src="loss.png"',
+        "By objects asked for",
+        "<th>95 % interval</th>",
+        "<td>12%-88%</td>",
+    ):
         assert text in page, text
 
 

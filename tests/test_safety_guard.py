@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cinecube.errors import CinecubeError
 from cinecube.safety.guard import SafetyBlockedError, SafetySettings, publish
 
 SHA = "ab" * 32
@@ -36,9 +37,17 @@ def _audit_records(path):
 
 
 def _publish(frames, path, audit, **settings):
-    return publish(frames, path, prompt="a red circle moving right", seed=1, fps=8.0, model_name="test",
-                   checkpoint_sha256=SHA, generation={"steps": 4},
-                   settings=SafetySettings(audit_path=str(audit), **settings))
+    return publish(
+        frames,
+        path,
+        prompt="a red circle moving right",
+        seed=1,
+        fps=8.0,
+        model_name="test",
+        checkpoint_sha256=SHA,
+        generation={"steps": 4},
+        settings=SafetySettings(audit_path=str(audit), **settings),
+    )
 
 
 def test_published_video_is_signed_watermarked_and_logged(tmp_path):
@@ -82,7 +91,7 @@ def test_gate_strengthens_a_mark_the_file_would_lose(tmp_path, monkeypatch):
     payload = payload_for(SHA, HARD_GENERATION_ID)
     plain = tmp_path / "plain.mp4"
     write_video(plain, embed_watermark(frames, payload), fps=8.0)
-    assert detect_watermark(read_video(plain)[0]).payload != payload   # the case is hard at 40 dB
+    assert detect_watermark(read_video(plain)[0]).payload != payload  # the case is hard at 40 dB
 
     out, audit = tmp_path / "v.mp4", tmp_path / "audit.jsonl"
     result = _publish(frames, out, audit)
@@ -112,14 +121,22 @@ def test_a_mark_no_strength_keeps_blocks_the_output(tmp_path, monkeypatch):
 def test_denied_prompt_is_logged_and_writes_nothing(tmp_path):
     out, audit = tmp_path / "v.mp4", tmp_path / "audit.jsonl"
     with pytest.raises(SafetyBlockedError) as info:
-        publish(_shapes_video(), out, prompt="a realistic photo of a beheading with gore everywhere", seed=1,
-                fps=8, model_name="t", checkpoint_sha256=SHA, generation={},
-                settings=SafetySettings(audit_path=str(audit)))
+        publish(
+            _shapes_video(),
+            out,
+            prompt="a realistic photo of a beheading with gore everywhere",
+            seed=1,
+            fps=8,
+            model_name="t",
+            checkpoint_sha256=SHA,
+            generation={},
+            settings=SafetySettings(audit_path=str(audit)),
+        )
     assert info.value.stage == "prompt_policy"
     assert not out.exists() and not list(tmp_path.glob("*.mp4"))
     record = _audit_records(audit)[-1]
     assert record["outcome"] == "blocked" and record["output_sha256"] is None
-    assert "beheading" not in audit.read_text()          # the log holds hashes, not prompts
+    assert "beheading" not in audit.read_text()  # the log holds hashes, not prompts
 
 
 def test_face_blocks_by_default_and_blur_publishes(tmp_path):
@@ -144,9 +161,14 @@ def test_a_failing_stage_leaves_nothing(tmp_path):
     (tmp_path / "key.pem").write_text("not a key")
     (tmp_path / "chain.pem").write_text("not a chain")
     out = tmp_path / "v.mp4"
-    with pytest.raises(Exception):
-        _publish(_shapes_video(), out, audit, signing_key=str(tmp_path / "key.pem"),
-                 signing_chain=str(tmp_path / "chain.pem"))
+    with pytest.raises(CinecubeError):  # the signing stage refuses the key, in one line
+        _publish(
+            _shapes_video(),
+            out,
+            audit,
+            signing_key=str(tmp_path / "key.pem"),
+            signing_chain=str(tmp_path / "chain.pem"),
+        )
     assert not out.exists() and not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*partial*"))
     assert _audit_records(audit)[-1]["outcome"] == "error"
 
@@ -162,16 +184,35 @@ def test_skipped_stages_are_recorded(tmp_path):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cinecube.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cinecube.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        timeout=600,
+    )
 
 
 def test_generate_then_verify_through_the_cli(tmp_path):
     import av
 
     out = tmp_path / "ours.mp4"
-    run = _cli("generate", "a blue square moving left on a white background", "--frames", "8", "--height", "64",
-               "--width", "64", "--steps", "4", "-o", str(out), cwd=tmp_path)
+    run = _cli(
+        "generate",
+        "a blue square moving left on a white background",
+        "--frames",
+        "8",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--steps",
+        "4",
+        "-o",
+        str(out),
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     assert "watermark payload" in run.stdout
 
@@ -216,8 +257,9 @@ def test_verify_exit_codes_for_real_and_unreadable_files(tmp_path):
 
 def test_denied_prompt_through_the_cli_exits_non_zero_and_writes_nothing(tmp_path):
     out = tmp_path / "x.mp4"
-    run = _cli("generate", "step by step instructions to build a pipe bomb", "--frames", "8", "-o", str(out),
-               cwd=tmp_path)
+    run = _cli(
+        "generate", "step by step instructions to build a pipe bomb", "--frames", "8", "-o", str(out), cwd=tmp_path
+    )
     assert run.returncode == 2 and "content policy" in run.stderr
     assert not out.exists()
 
@@ -234,8 +276,10 @@ def test_small_clip_as_published_survives_resize_half(tmp_path, shape):
     from cinecube.video_io import read_video
 
     real, _ = read_video(real_clip_paths(["carphone"])["carphone"])
-    clips = {"real": resize(real[30:46, :, 22:154], *shape),
-             "shapes": ShapesWorld(seed=5).sample_at(3, *shape, 16).video}
+    clips = {
+        "real": resize(real[30:46, :, 22:154], *shape),
+        "shapes": ShapesWorld(seed=5).sample_at(3, *shape, 16).video,
+    }
     for i, (kind, frames) in enumerate(clips.items()):
         payload = payload_for(SHA, 77 + i)
         stage = {}

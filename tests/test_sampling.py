@@ -25,11 +25,11 @@ def test_heun_is_more_accurate_than_euler_on_a_gaussian():
         var = (1 - t) ** 2 * s**2 + t**2
         return z * (t - (1 - t) * s**2) / var
 
-    exact = noise * s          # the flow ODE maps noise n to s * n
+    exact = noise * s  # the flow ODE maps noise n to s * n
     grid = flow_timesteps(6)
     err_euler = (euler(velocity, noise, grid) - exact).abs().max()
     err_heun = (heun(velocity, noise, grid) - exact).abs().max()
-    assert err_heun < 0.6 * err_euler   # the last step to t = 0 is Euler in both
+    assert err_heun < 0.6 * err_euler  # the last step to t = 0 is Euler in both
 
 
 def test_samplers_are_stateless_and_deterministic():

@@ -148,7 +148,7 @@ def test_tiny_and_odd_canvases_work():
         cov = object_coverage(scene)[0]  # (n, H, W)
         assert 1 <= len(cov) <= 3
         second = np.sort(cov, axis=0)[-2] if len(cov) > 1 else np.zeros_like(cov[0])  # (H, W)
-        assert np.all(second == 0)   # no pixel is covered by two objects
+        assert np.all(second == 0)  # no pixel is covered by two objects
     with pytest.raises(ValueError):
         sample_scene(rng, 7, 32, 4)
     with pytest.raises(ValueError):
@@ -175,7 +175,7 @@ def test_pixels_show_the_objects_and_the_background():
             mean = video[0][inside].mean(axis=0)
             assert np.abs(mean - np.array(OBJECT_COLORS[obj.color])).max() < 2.0
             checked += 1
-    assert checked >= 60          # every scene had at least one fully covered object pixel to check
+    assert checked >= 60  # every scene had at least one fully covered object pixel to check
 
 
 def test_rendering_is_anti_aliased():
@@ -205,7 +205,7 @@ def test_coverage_area_matches_geometry_and_objects_stay_inside():
         centers = scene.centers()
         assert np.all(centers[..., 0] > 0) and np.all(centers[..., 0] < scene.width - 1)
         assert np.all(centers[..., 1] > 0) and np.all(centers[..., 1] < scene.height - 1)
-    assert checked >= 120       # every scene has at least one object
+    assert checked >= 120  # every scene has at least one object
 
 
 def test_centers_match_the_pixel_centroid():
@@ -227,7 +227,7 @@ def test_objects_do_not_overlap_at_frame_zero():
             for j in range(i + 1, n):
                 assert (cov[i] * cov[j]).sum() == 0
                 pairs += 1
-    assert pairs >= 50   # the draws hold many multi-object scenes
+    assert pairs >= 50  # the draws hold many multi-object scenes
 
 
 # ---------------------------------------------------------------- motion
@@ -316,7 +316,7 @@ def test_bouncing_objects_reflect_off_walls_and_stay_inside():
 
 def test_one_frame_scenes_are_still():
     objects = [o for scene in _scenes(50, seed=29, frame_counts=(1,)) for o in scene.objects]
-    assert len(objects) >= 50                    # every scene has at least one object to check
+    assert len(objects) >= 50  # every scene has at least one object to check
     assert all(o.motion == "still" and o.speed_word == "" for o in objects)
 
 
@@ -350,7 +350,10 @@ def test_captions_name_every_object_and_usually_the_background():
 
 def test_caption_examples_read_naturally():
     scene = Scene(
-        height=32, width=32, frames=16, background="black",
+        height=32,
+        width=32,
+        frames=16,
+        background="black",
         objects=(ObjectSpec("red", "circle", "right", 0.4, "large", "quickly", 0.3, 0.5, 0.03, 0.0),),
     )
     caption = describe(scene, np.random.default_rng(0), "train", detailed=True)
@@ -374,7 +377,7 @@ def test_detailed_captions_include_size_speed_and_place():
         if obj.motion in MOTION_VECTORS:
             assert re.search(r"\b(from|starting)\b", caption), caption
             moving += 1
-    assert len(scenes) >= 20 and slow >= 3 and moving >= 10   # every branch was exercised
+    assert len(scenes) >= 20 and slow >= 3 and moving >= 10  # every branch was exercised
 
 
 def test_train_and_heldout_captions_are_disjoint():

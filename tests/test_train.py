@@ -18,8 +18,14 @@ MODEL = PRESETS["tiny"]
 
 
 def quick(steps, **kw):
-    return dataclasses.replace(TRAIN_PRESETS["tiny"], steps=steps, sample_every=10_000,
-                               checkpoint_every=kw.pop("checkpoint_every", 2), log_every=1, **kw)
+    return dataclasses.replace(
+        TRAIN_PRESETS["tiny"],
+        steps=steps,
+        sample_every=10_000,
+        checkpoint_every=kw.pop("checkpoint_every", 2),
+        log_every=1,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -36,14 +42,14 @@ def test_run_folder_has_checkpoints_metrics_samples_and_plot(tiny_run):
     assert [d.name for d in dirs] == ["step_0000002", "step_0000004"]
     ckpt = load_model_folder(tiny_run)
     assert ckpt.step == 4 and ckpt.model_config == MODEL
-    assert not list((tiny_run / "checkpoints").glob(".*"))       # no temporary folders left
+    assert not list((tiny_run / "checkpoints").glob(".*"))  # no temporary folders left
 
 
 def test_resume_gives_exactly_the_same_weights(tmp_path, no_samples):
     straight = tmp_path / "straight"
     train(MODEL, quick(6), straight, progress=False)
     resumed = tmp_path / "resumed"
-    train(MODEL, quick(6), resumed, progress=False, stop_after=4)       # "interrupted" at 4
+    train(MODEL, quick(6), resumed, progress=False, stop_after=4)  # "interrupted" at 4
     train(MODEL, quick(6), resumed, progress=False, resume=True)
     for name in ("model.safetensors", "training/raw.safetensors"):
         a = load_file(str(checkpoint_dirs(straight)[-1] / name))
@@ -79,13 +85,16 @@ def test_non_finite_loss_skips_the_step_and_is_reported(tmp_path, no_samples, mo
     # The skipped step counts (its batch and noise are spent) and is logged as skipped.
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r.get("skipped", False), r["loss"] is None) for r in records] == [
-        (1, False, False), (2, True, True), (3, False, False)]
+        (1, False, False),
+        (2, True, True),
+        (3, False, False),
+    ]
     for ckpt in checkpoint_dirs(tmp_path):
         for tensor in load_file(str(ckpt / "training" / "raw.safetensors")).values():
             assert torch.isfinite(tensor).all()
 
     monkeypatch.setattr(loop, "_loss_for_batch", lambda *a, **k: (torch.tensor(float("inf"), requires_grad=True), 1))
-    with pytest.raises(NonFiniteLossError, match="5 non-finite"):     # five skipped steps in a row
+    with pytest.raises(NonFiniteLossError, match="5 non-finite"):  # five skipped steps in a row
         train(MODEL, quick(8), tmp_path / "bad", progress=False)
 
 
@@ -130,12 +139,19 @@ def test_init_from_starts_a_new_run_from_other_weights(tmp_path, tiny_run, no_sa
     assert json.loads((run / "run.json").read_text())["init_from"] == str(Path(tiny_run).resolve())
     # Resuming with the same --init-from (the start command plus --resume) is fine; another
     # source cannot apply to a run that has weights of its own, and is refused, not ignored.
-    train(MODEL, quick(3, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, resume=True,
-          init_from=tiny_run)
+    train(
+        MODEL,
+        quick(3, checkpoint_every=1, lr=1e-12, warmup_steps=1),
+        run,
+        progress=False,
+        resume=True,
+        init_from=tiny_run,
+    )
     with pytest.raises(CinecubeError, match="cannot apply"):
         train(MODEL, quick(4, checkpoint_every=1), run, progress=False, resume=True, init_from=tmp_path / "elsewhere")
-    assert len(checkpoint_dirs(run)) >= 1 and json.loads((run / "run.json").read_text())["init_from"] == \
-        str(Path(tiny_run).resolve())
+    assert len(checkpoint_dirs(run)) >= 1 and json.loads((run / "run.json").read_text())["init_from"] == str(
+        Path(tiny_run).resolve()
+    )
     with pytest.raises(CheckpointError, match="differs"):
         train(PRESETS["small"], quick(1), tmp_path / "other", progress=False, init_from=tiny_run)
 
@@ -158,11 +174,30 @@ def test_init_from_a_shallower_model_grows_it_deeper(tmp_path, tiny_run, no_samp
     with pytest.raises(CheckpointError, match="may only grow"):
         train(shallower, quick(1), tmp_path / "shallower", progress=False, init_from=tiny_run)
     # The command line: --depth sets the blocks of a new run and must agree with a resumed one.
-    assert main(["train", "--preset", "tiny", "--depth", str(depth + 1), "--steps", "1", "--init-from",
-                 str(tiny_run), "--sample-every", "1000", "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--depth",
+                str(depth + 1),
+                "--steps",
+                "1",
+                "--init-from",
+                str(tiny_run),
+                "--sample-every",
+                "1000",
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     assert load_model_folder(tmp_path / "cli").model_config.transformer.depth == depth + 1
-    code = main(["train", "--preset", "tiny", "--depth", str(depth), "--steps", "2", "--resume",
-                 "--out", str(tmp_path / "cli")])
+    code = main(
+        ["train", "--preset", "tiny", "--depth", str(depth), "--steps", "2", "--resume", "--out", str(tmp_path / "cli")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--depth" in err and f"has {depth + 1} blocks" in err
     assert main(["train", "--preset", "tiny", "--depth", "0", "--out", str(tmp_path / "zero")]) == 2
@@ -175,7 +210,7 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
 
     source = load_model_folder(tiny_run)
     run = tmp_path / "finer"
-    finer = dataclasses.replace(MODEL, patch_size=(1, 2, 2))                  # from 2x4x4
+    finer = dataclasses.replace(MODEL, patch_size=(1, 2, 2))  # from 2x4x4
     train(finer, quick(1, checkpoint_every=1, lr=1e-12, warmup_steps=1), run, progress=False, init_from=tiny_run)
     tuned = load_model_folder(run)
     # The run keeps the geometry of its source: rotary positions and shift base follow the cubes.
@@ -189,15 +224,63 @@ def test_init_from_a_model_with_coarser_cubes_refines_them(tmp_path, tiny_run, n
         torch.testing.assert_close(raw[key], value.float(), atol=1e-6, rtol=1e-5)
     # It resumes with its own config, and it generates.
     train(tuned.model_config, quick(2, checkpoint_every=1), run, progress=False, resume=True)
-    assert main(["generate", "a red circle", "--model", str(run), "--frames", "3", "--height", "32",
-                 "--width", "32", "--steps", "2", "-o", str(tmp_path / "fine.gif")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle",
+                "--model",
+                str(run),
+                "--frames",
+                "3",
+                "--height",
+                "32",
+                "--width",
+                "32",
+                "--steps",
+                "2",
+                "-o",
+                str(tmp_path / "fine.gif"),
+            ]
+        )
+        == 0
+    )
     # A run started from it keeps its cubes and geometry unless told otherwise.
-    assert main(["train", "--preset", "tiny", "--steps", "1", "--init-from", str(run), "--sample-every", "1000",
-                 "--out", str(tmp_path / "next")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--steps",
+                "1",
+                "--init-from",
+                str(run),
+                "--sample-every",
+                "1000",
+                "--out",
+                str(tmp_path / "next"),
+            ]
+        )
+        == 0
+    )
     assert load_model_folder(tmp_path / "next").model_config == tuned.model_config
     # Cubes that do not divide the source's are refused in one line, before anything is written.
-    code = main(["train", "--preset", "tiny", "--patch-size", "1,3,4", "--steps", "1", "--init-from",
-                 str(tiny_run), "--out", str(tmp_path / "odd")])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--patch-size",
+            "1,3,4",
+            "--steps",
+            "1",
+            "--init-from",
+            str(tiny_run),
+            "--out",
+            str(tmp_path / "odd"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "divide" in err and not checkpoint_dirs(tmp_path / "odd")
 
@@ -217,8 +300,22 @@ def test_cooldown_decays_the_learning_rate_to_zero_over_the_last_steps(tmp_path,
     from cinecube.cli import main
 
     for value in ("-1", "300"):
-        assert main(["train", "--preset", "tiny", "--steps", "200", "--cooldown-steps", value,
-                     "--out", str(tmp_path / "run")]) != 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--preset",
+                    "tiny",
+                    "--steps",
+                    "200",
+                    "--cooldown-steps",
+                    value,
+                    "--out",
+                    str(tmp_path / "run"),
+                ]
+            )
+            != 0
+        )
         error = capsys.readouterr().err
         assert f"--cooldown-steps must be 0..200 (the run's steps), got {value}" in error
     assert not (tmp_path / "run").exists()

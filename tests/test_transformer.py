@@ -31,7 +31,7 @@ def test_output_shape_and_zero_init():
     videos = [torch.randn(3, 4, 8, 16)]
     out, batch = run(model, videos, [0.5], torch.randn(1, 5, 384), torch.ones(1, 5, dtype=torch.bool))
     assert out.shape == batch.tokens.shape
-    assert torch.count_nonzero(out) == 0   # adaLN-zero output layer
+    assert torch.count_nonzero(out) == 0  # adaLN-zero output layer
 
 
 def test_packed_batch_equals_each_video_alone():
@@ -46,7 +46,7 @@ def test_packed_batch_equals_each_video_alone():
         alone = []
         for i, video in enumerate(videos):
             n = int(mask[i].sum())
-            out, _ = run(model, [video], [[0.9, 0.3, 0.6][i]], text[i:i + 1, :n], mask[i:i + 1, :n])
+            out, _ = run(model, [video], [[0.9, 0.3, 0.6][i]], text[i : i + 1, :n], mask[i : i + 1, :n])
             alone.append(out)
     assert packed.abs().mean() > 0.01
     torch.testing.assert_close(packed, torch.cat(alone), atol=1e-5, rtol=1e-4)
@@ -64,7 +64,7 @@ def test_attention_stays_inside_each_video():
         out3, _ = run(model, [a, b], [0.5, 0.5], text2, mask)
     n = batch.lengths[0]
     torch.testing.assert_close(out1[:n], out2[:n])
-    torch.testing.assert_close(out1[:n], out3[:n])       # another video's text is not seen
+    torch.testing.assert_close(out1[:n], out3[:n])  # another video's text is not seen
     assert not torch.allclose(out1[n:], out2[n:])
 
 
@@ -90,12 +90,12 @@ def test_timesteps_are_per_token():
     text, mask = torch.randn(1, 4, 384), torch.ones(1, 4, dtype=torch.bool)
     t = torch.full((batch.tokens.shape[0],), 0.7)
     t_first_clean = t.clone()
-    t_first_clean[:4] = 0.0          # first temporal slab is a clean conditioning frame
+    t_first_clean[:4] = 0.0  # first temporal slab is a clean conditioning frame
     with torch.no_grad():
         out1 = model(batch.tokens, batch.positions, batch.segment_ids, t, text, mask)
         out2 = model(batch.tokens, batch.positions, batch.segment_ids, t_first_clean, text, mask)
     assert not torch.allclose(out1[:4], out2[:4])
-    assert not torch.allclose(out1[4:], out2[4:])    # the others see the clean tokens differently
+    assert not torch.allclose(out1[4:], out2[4:])  # the others see the clean tokens differently
 
 
 def test_rotary_positions_matter():
@@ -117,7 +117,8 @@ def test_varlen_attention_matches_dense_masked_attention():
     seg = torch.repeat_interleave(torch.arange(3), torch.tensor(lengths))
     allowed = seg[:, None] == seg[None, :]
     dense = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=allowed).transpose(0, 1)
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=allowed
+    ).transpose(0, 1)
     torch.testing.assert_close(out, dense)
 
 
@@ -144,11 +145,13 @@ def test_cpu_training_attention_matches_the_fused_kernel_in_values_and_gradients
     import cinecube.transformer as transformer_module
 
     reference = transformer_module._attend_by_matmul
-    try:   # the same computation through scaled_dot_product_attention's own backward
+    try:  # the same computation through scaled_dot_product_attention's own backward
         transformer_module._attend_by_matmul = torch.nn.functional.scaled_dot_product_attention
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            (varlen_attention(q, k, v, lengths, lengths).square().sum()
-             + varlen_attention(q, kt, vt, lengths, text_lengths).sum()).backward()
+            (
+                varlen_attention(q, k, v, lengths, lengths).square().sum()
+                + varlen_attention(q, kt, vt, lengths, text_lengths).sum()
+            ).backward()
     finally:
         transformer_module._attend_by_matmul = reference
     for mine, theirs in zip(grads, (t.grad for t in (q, k, v, kt, vt))):
@@ -173,11 +176,23 @@ def test_bad_inputs_are_refused():
     batch = pack([torch.randn(3, 2, 8, 8)], CONFIG.patch_size)
     t = torch.full((batch.tokens.shape[0],), 0.5)
     with pytest.raises(ValueError, match="segment_ids"):
-        model(batch.tokens, batch.positions, batch.segment_ids, t, torch.randn(2, 3, 384),
-              torch.ones(2, 3, dtype=torch.bool))
+        model(
+            batch.tokens,
+            batch.positions,
+            batch.segment_ids,
+            t,
+            torch.randn(2, 3, 384),
+            torch.ones(2, 3, dtype=torch.bool),
+        )
     with pytest.raises(ValueError, match="text token"):
-        model(batch.tokens, batch.positions, batch.segment_ids, t, torch.randn(1, 3, 384),
-              torch.zeros(1, 3, dtype=torch.bool))
+        model(
+            batch.tokens,
+            batch.positions,
+            batch.segment_ids,
+            t,
+            torch.randn(1, 3, 384),
+            torch.zeros(1, 3, dtype=torch.bool),
+        )
 
 
 def test_config_round_trip_and_validation():
@@ -204,8 +219,7 @@ def test_a_deepened_model_computes_what_the_shallower_one_did_and_then_learns():
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
     # The new blocks are not dead: their zeroed modulation and cross-attention output get gradients.
     after.square().mean().backward()
-    new_blocks = [i for i in range(depth + 3)
-                  if torch.count_nonzero(deeper.blocks[i].modulation[1].weight) == 0]
+    new_blocks = [i for i in range(depth + 3) if torch.count_nonzero(deeper.blocks[i].modulation[1].weight) == 0]
     assert len(new_blocks) == 3
     for i in new_blocks:
         assert deeper.blocks[i].modulation[1].weight.grad.abs().sum() > 0
@@ -219,7 +233,7 @@ def test_a_refined_model_sees_coarse_videos_as_its_source_did():
     from cinecube.transformer import refined_model_config, refined_state_dict
 
     source = randomised_model(5)
-    coarse_patch, fine_patch = CONFIG.patch_size, (1, 1, 1)        # tiny's cubes are 2x4x4 cells
+    coarse_patch, fine_patch = CONFIG.patch_size, (1, 1, 1)  # tiny's cubes are 2x4x4 cells
     fine_config = refined_model_config(dataclasses.replace(CONFIG, patch_size=fine_patch), CONFIG)
     assert fine_config.transformer.rope_scale == (0.5, 0.25, 0.25)
     assert fine_config.diffusion.shift_base_tokens == CONFIG.diffusion.shift_base_tokens * 32
@@ -239,7 +253,7 @@ def test_a_refined_model_sees_coarse_videos_as_its_source_did():
             out = model(batch.tokens, batch.positions, batch.segment_ids, t, text, mask)
         return unpack(out, batch)
 
-    def cube_means(video):   # (C, T, H, W) -> each coarse cube's mean, spread over the cube
+    def cube_means(video):  # (C, T, H, W) -> each coarse cube's mean, spread over the cube
         c, t, h, w = video.shape
         cubes = video.reshape(c, t // 2, 2, h // 4, 4, w // 4, 4).mean(dim=(2, 4, 6), keepdim=True)
         return cubes.expand(-1, -1, 2, -1, 4, -1, 4).reshape(video.shape)
@@ -248,8 +262,9 @@ def test_a_refined_model_sees_coarse_videos_as_its_source_did():
     expected = torch.cat([cube_means(v).flatten() for v in predict(source, coarse_patch)])
 
     def relative_error(model):
-        return ((torch.cat([v.flatten() for v in predict(model, fine_patch)]) - expected).norm()
-                / expected.norm()).item()
+        return (
+            (torch.cat([v.flatten() for v in predict(model, fine_patch)]) - expected).norm() / expected.norm()
+        ).item()
 
     # The same body with new random first and last layers carries nothing over.
     scratch = DiffusionTransformer(fine_config).eval()

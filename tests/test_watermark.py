@@ -21,7 +21,7 @@ PSNR_FLOOR_DB = 38.0  # the embedding targets 40 dB; clipping at 0/255 can cost 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255.0 ** 2 / mse)
+    return 10 * math.log10(255.0**2 / mse)
 
 
 def _shapes(index: int, height: int, width: int, frames: int) -> np.ndarray:
@@ -36,7 +36,7 @@ def _textured(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray
 
     base = gaussian_filter(base, sigma=(3, 3, 0))
     base = (base - base.min()) / (base.max() - base.min()) * 200 + 20
-    return np.stack([base[2 * t:2 * t + height, t:t + width] for t in range(frames)]).astype(np.uint8)
+    return np.stack([base[2 * t : 2 * t + height, t : t + width] for t in range(frames)]).astype(np.uint8)
 
 
 PAYLOAD = WatermarkPayload(model_id=0xBEEF, generation_id=0x123456)
@@ -197,10 +197,10 @@ def _real(height: int, width: int, frames: int = 16, start: int = 0, name: str =
     from cinecube.video_io import read_video
 
     video, _ = read_video(real_clip_paths([name])[name])
-    video = video[start:start + frames]
+    video = video[start : start + frames]
     _, h, w, _ = video.shape
     keep = min(w, round(h * width / height))
-    video = video[:, :, (w - keep) // 2:(w - keep) // 2 + keep]
+    video = video[:, :, (w - keep) // 2 : (w - keep) // 2 + keep]
     return resize(video, height, width)
 
 
@@ -235,9 +235,11 @@ def test_small_real_clip_survives_resize_half_and_brightness(shape):
     assert _psnr(clip, marked) > PSNR_FLOOR_DB
     det = detect_watermark(marked)
     assert det.detected and det.payload == PAYLOAD and det.mode == "quantized" and det.tile == (shape[0], 64)
-    attacked = {"resize": resize_half_and_back(marked),
-                "brighter": np.clip(np.rint(marked * 1.2), 0, 255).astype(np.uint8),
-                "darker": np.clip(np.rint(marked * 0.8), 0, 255).astype(np.uint8)}
+    attacked = {
+        "resize": resize_half_and_back(marked),
+        "brighter": np.clip(np.rint(marked * 1.2), 0, 255).astype(np.uint8),
+        "darker": np.clip(np.rint(marked * 0.8), 0, 255).astype(np.uint8),
+    }
     assert (attacked["brighter"] == 255).any()  # some values clip
     for name, frames in attacked.items():
         det = detect_watermark(frames)

@@ -26,8 +26,7 @@ from .errors import CinecubeError
 # The modules of cinecube.commands, in the order `cinecube --help` lists their commands. Each
 # defines `register(commands, eval_commands)`, adding its parsers to `cinecube ...` and/or to
 # `cinecube eval ...`.
-COMMAND_MODULES = ("generate", "train", "export", "evaluation", "verify", "footage", "autoencoder_training",
-                   "detector")
+COMMAND_MODULES = ("generate", "train", "export", "evaluation", "verify", "footage", "autoencoder_training", "detector")
 
 
 def build_parser() -> argparse.ArgumentParser:

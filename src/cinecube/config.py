@@ -17,12 +17,12 @@ from typing import Any
 class TransformerConfig:
     """The diffusion transformer's shape."""
 
-    width: int = 256               # model dimension D
-    depth: int = 6                 # number of blocks
-    heads: int = 4                 # attention heads (head dim = width / heads)
+    width: int = 256  # model dimension D
+    depth: int = 6  # number of blocks
+    heads: int = 4  # attention heads (head dim = width / heads)
     mlp_ratio: float = 4.0
-    text_dim: int = 384            # width of the text encoder's token embeddings
-    rope_theta: float = 100.0      # small grids want a small base so low frequencies still turn
+    text_dim: int = 384  # width of the text encoder's token embeddings
+    rope_theta: float = 100.0  # small grids want a small base so low frequencies still turn
     # How the head dimension is split between the (t, h, w) rotary axes, as fractions.
     rope_axes: tuple[float, float, float] = (0.25, 0.375, 0.375)
     # Rotary positions per token step along (t, h, w). 1 everywhere unless the model was refined
@@ -47,8 +47,8 @@ class AutoencoderConfig:
 
     kind: str = "pixel"
     latent_channels: int = 3
-    temporal_factor: int = 1       # frames per latent frame (after the first, for causal AEs)
-    spatial_factor: int = 1        # pixels per latent cell along each side
+    temporal_factor: int = 1  # frames per latent frame (after the first, for causal AEs)
+    spatial_factor: int = 1  # pixels per latent cell along each side
     # The causal 3D autoencoder's shape (kind="causal3d"; the pixel autoencoder ignores these).
     # One level per multiplier; every level but the last ends in a 2x spatial downsampling,
     # so spatial_factor = patch_size * 2 ** (levels - 1); the deepest log2(temporal_factor) of those
@@ -67,16 +67,16 @@ class AutoencoderConfig:
     # closed form; the "linear" preset). The fields above that shape the networks are then unused.
     networks: bool = True
     channel_multipliers: tuple[int, ...] = (1, 2, 4, 4)
-    blocks_per_level: int = 2      # residual blocks per encoder level (the decoder has one more)
-    norm_groups: int = 32          # GroupNorm groups; must divide every level's width
+    blocks_per_level: int = 2  # residual blocks per encoder level (the decoder has one more)
+    norm_groups: int = 32  # GroupNorm groups; must divide every level's width
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The training objective: a probability path and what the network predicts."""
 
-    path: str = "flow"             # "flow" (rectified flow) or "vp" (DDPM, cosine schedule)
-    prediction: str = "x0"         # flow: "velocity" | "x0";  vp: "noise" | "v" | "x0"
+    path: str = "flow"  # "flow" (rectified flow) or "vp" (DDPM, cosine schedule)
+    prediction: str = "x0"  # flow: "velocity" | "x0";  vp: "noise" | "v" | "x0"
     # Logit-normal timestep sampling (SD3): t = sigmoid(N(mean, std)).
     logit_mean: float = 0.0
     logit_std: float = 1.0
@@ -88,7 +88,7 @@ class DiffusionConfig:
     # noise to be destroyed. shift = sqrt(tokens / shift_base_tokens), clamped to [1, max].
     shift_base_tokens: int = 256
     shift_max: float = 3.0
-    min_t_for_x0: float = 0.05     # training loss: clamp t when converting an x0 prediction to velocity
+    min_t_for_x0: float = 0.05  # training loss: clamp t when converting an x0 prediction to velocity
     # How the per-token velocity error is weighted over t. "velocity": plain MSE, which weighs
     # the clean-video error by 1/t^2 and so mostly trains the low-noise end. "x0": the velocity
     # error times t^2, i.e. the clean-video MSE, which gives the high-noise steps, where layout,
@@ -103,10 +103,10 @@ class ModelConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    patch_size: tuple[int, int, int] = (2, 4, 4)   # (pt, ph, pw) in latent cells
+    patch_size: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw) in latent cells
     max_frames: int = 32
-    max_side: int = 512                             # pixels, per side
-    max_tokens: int = 16384                         # per video, to refuse over-long requests
+    max_side: int = 512  # pixels, per side
+    max_tokens: int = 16384  # per video, to refuse over-long requests
     text_max_tokens: int = 64
 
     @property
@@ -141,25 +141,25 @@ class TrainConfig:
     """How one training run goes. Saved in every checkpoint next to the model config."""
 
     steps: int = 1000
-    tokens_per_step: int = 4096           # token budget that fills each step (packing)
-    max_tokens_per_video: int = 1024      # a drawn video above this is re-drawn smaller
+    tokens_per_step: int = 4096  # token budget that fills each step (packing)
+    max_tokens_per_video: int = 1024  # a drawn video above this is re-drawn smaller
     lr: float = 5e-4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 200
-    cooldown_steps: int = 0               # > 0: lr decays linearly to 0 over the last this many steps
+    cooldown_steps: int = 0  # > 0: lr decays linearly to 0 over the last this many steps
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
-    bf16: bool = False                    # autocast, where bf16 matmuls measure faster (train.loop.bf16_supported)
+    bf16: bool = False  # autocast, where bf16 matmuls measure faster (train.loop.bf16_supported)
     seed: int = 0
     log_every: int = 10
     sample_every: int = 500
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     world_max_frames: int = 16
-    world_canvases: tuple[tuple[int, int], ...] = ()   # empty: the world's training canvases
-    world_frame_counts: tuple[int, ...] = ()            # empty: the world's training frame counts
+    world_canvases: tuple[tuple[int, int], ...] = ()  # empty: the world's training canvases
+    world_frame_counts: tuple[int, ...] = ()  # empty: the world's training frame counts
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -220,31 +220,75 @@ PRESETS: dict[str, ModelConfig] = {
 # Video compression networks. `tiny` is for tests, `small` trains on a CPU, `base` (the
 # field defaults) is the GPU-scale network: 4x temporal, 8x spatial, 16 latent channels.
 AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
-    "tiny": AutoencoderConfig(kind="causal3d", latent_channels=8, temporal_factor=4, spatial_factor=8,
-                              base_channels=8, channel_multipliers=(1, 2, 2, 4), blocks_per_level=1,
-                              norm_groups=4),
+    "tiny": AutoencoderConfig(
+        kind="causal3d",
+        latent_channels=8,
+        temporal_factor=4,
+        spatial_factor=8,
+        base_channels=8,
+        channel_multipliers=(1, 2, 2, 4),
+        blocks_per_level=1,
+        norm_groups=4,
+    ),
     # A 2x2 space-to-depth stem, then levels at 1/2, 1/4 and 1/8 size (widths 48, 96, 192; the
     # two deeper downsamplings also halve time), 16.7 M parameters: no convolution runs at full
     # resolution, where most of a video autoencoder's time goes (docs/autoencoder.md).
-    "small": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
-                               patch_size=2, base_channels=48, channel_multipliers=(1, 2, 4),
-                               blocks_per_level=1, norm_groups=8, linear_path=True),
+    "small": AutoencoderConfig(
+        kind="causal3d",
+        latent_channels=16,
+        temporal_factor=4,
+        spatial_factor=8,
+        patch_size=2,
+        base_channels=48,
+        channel_multipliers=(1, 2, 4),
+        blocks_per_level=1,
+        norm_groups=8,
+        linear_path=True,
+    ),
     # The bundled one: the linear code alone (PCA encoder, 3x3 least-squares decoder), 0.12 M
     # parameters, fitted in closed form in under a minute; "small" trains networks on top of it.
-    "linear": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8,
-                                linear_path=True, networks=False),
+    "linear": AutoencoderConfig(
+        kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8, linear_path=True, networks=False
+    ),
     "base": AutoencoderConfig(kind="causal3d", latent_channels=16, temporal_factor=4, spatial_factor=8),
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    "tiny": TrainConfig(steps=200, tokens_per_step=1024, max_tokens_per_video=512, warmup_steps=20,
-                        sample_every=100, checkpoint_every=50, world_max_frames=8),
+    "tiny": TrainConfig(
+        steps=200,
+        tokens_per_step=1024,
+        max_tokens_per_video=512,
+        warmup_steps=20,
+        sample_every=100,
+        checkpoint_every=50,
+        world_max_frames=8,
+    ),
     # fp32: the small model's batches are many short videos, where elementwise work and casts,
     # not matmuls, dominate a step and bf16 autocast does not pay (docs/training.md).
-    "small": TrainConfig(steps=20000, tokens_per_step=4096, max_tokens_per_video=1024, warmup_steps=300,
-                         ema_decay=0.998, sample_every=250),
-    "base": TrainConfig(steps=200000, tokens_per_step=65536, max_tokens_per_video=16384, lr=2e-4,
-                        warmup_steps=2000, bf16=True, world_max_frames=32),
-    "large": TrainConfig(steps=400000, tokens_per_step=131072, max_tokens_per_video=16384, lr=1e-4,
-                         warmup_steps=5000, bf16=True, world_max_frames=32),
+    "small": TrainConfig(
+        steps=20000,
+        tokens_per_step=4096,
+        max_tokens_per_video=1024,
+        warmup_steps=300,
+        ema_decay=0.998,
+        sample_every=250,
+    ),
+    "base": TrainConfig(
+        steps=200000,
+        tokens_per_step=65536,
+        max_tokens_per_video=16384,
+        lr=2e-4,
+        warmup_steps=2000,
+        bf16=True,
+        world_max_frames=32,
+    ),
+    "large": TrainConfig(
+        steps=400000,
+        tokens_per_step=131072,
+        max_tokens_per_video=16384,
+        lr=1e-4,
+        warmup_steps=5000,
+        bf16=True,
+        world_max_frames=32,
+    ),
 }

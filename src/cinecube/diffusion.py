@@ -66,7 +66,7 @@ def vp_x0_noise(x_s: Tensor, output: Tensor, s: Tensor, prediction: str) -> tupl
     if prediction == "noise":
         noise = output
         x0 = (x_s - sigma * noise) / alpha.clamp(min=1e-4)
-    elif prediction == "v":          # v = alpha * eps - sigma * x0
+    elif prediction == "v":  # v = alpha * eps - sigma * x0
         x0 = alpha * x_s - sigma * output
         noise = sigma * x_s + alpha * output
     elif prediction == "x0":
@@ -103,7 +103,7 @@ def flow_timesteps(steps: int, shift: float = 1.0) -> Tensor:
 # The objective
 # ---------------------------------------------------------------------------------------
 
-ModelFn = Callable[[Tensor, Tensor], Tensor]   # (x in the path's own space, t per token) -> output
+ModelFn = Callable[[Tensor, Tensor], Tensor]  # (x in the path's own space, t per token) -> output
 
 
 class Objective:
@@ -114,8 +114,10 @@ class Objective:
         if config.path not in allowed:
             raise ValueError(f"unknown path {config.path!r}; allowed: {sorted(allowed)}")
         if config.prediction not in allowed[config.path]:
-            raise ValueError(f"prediction {config.prediction!r} is not allowed for path "
-                             f"{config.path!r}; allowed: {allowed[config.path]}")
+            raise ValueError(
+                f"prediction {config.prediction!r} is not allowed for path "
+                f"{config.path!r}; allowed: {allowed[config.path]}"
+            )
         if config.loss_weighting not in ("velocity", "x0"):
             raise ValueError(f"unknown loss_weighting {config.loss_weighting!r}; allowed: 'velocity', 'x0'")
         self.config = config
@@ -140,10 +142,10 @@ class Objective:
         """Per-element squared error (not reduced), so the caller can weight or mask tokens."""
         cfg = self.config
         if cfg.path == "flow":
-            target = noise - x0                         # the velocity target
+            target = noise - x0  # the velocity target
             if cfg.prediction == "velocity":
                 prediction = output
-            else:                                       # clean video converted to velocity
+            else:  # clean video converted to velocity
                 prediction = flow_velocity_from_x0(x_t, output, t, cfg.min_t_for_x0)
             error = (prediction - target) ** 2
             if cfg.loss_weighting == "x0":

@@ -51,14 +51,23 @@ class ModelFolder:
 
 def state_dict_for_saving(module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """A module's tensors as safetensors wants them: contiguous, on the CPU, floats cast to `dtype`."""
-    return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
-            for k, v in module.state_dict().items()}
+    return {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
+        for k, v in module.state_dict().items()
+    }
 
 
-def save_model_folder(folder: str | Path, model_config: ModelConfig, weights: torch.nn.Module, *,
-                      train_config: TrainConfig | None = None, step: int = 0, dtype: torch.dtype | None = None,
-                      autoencoder_dir: str | Path | None = None,
-                      extra_files: Callable[[Path], None] | None = None) -> Path:
+def save_model_folder(
+    folder: str | Path,
+    model_config: ModelConfig,
+    weights: torch.nn.Module,
+    *,
+    train_config: TrainConfig | None = None,
+    step: int = 0,
+    dtype: torch.dtype | None = None,
+    autoencoder_dir: str | Path | None = None,
+    extra_files: Callable[[Path], None] | None = None,
+) -> Path:
     """Write a model folder atomically. `dtype` (e.g. bfloat16) shrinks shipped weights.
 
     `autoencoder_dir` (an autoencoder's model folder) is copied in as `autoencoder/`, so the
@@ -75,15 +84,19 @@ def save_model_folder(folder: str | Path, model_config: ModelConfig, weights: to
         shutil.rmtree(tmp)
     try:
         tmp.mkdir()
-        config = {"format": FORMAT, "model": model_config.to_dict(),
-                  "train": train_config.to_dict() if train_config else None, "step": step}
+        config = {
+            "format": FORMAT,
+            "model": model_config.to_dict(),
+            "train": train_config.to_dict() if train_config else None,
+            "step": step,
+        }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         save_file(state_dict_for_saving(weights, dtype), str(tmp / WEIGHTS_FILE))
         if extra_files is not None:
             extra_files(tmp)
         if autoencoder_dir is not None:
             copy_tree_linked(autoencoder_dir, tmp / AUTOENCODER_DIR)
-        if folder.exists():   # replacing: move the old one aside first, then swap
+        if folder.exists():  # replacing: move the old one aside first, then swap
             old = folder.parent / f".{folder.name}.old-{os.getpid()}"
             os.replace(folder, old)
             os.replace(tmp, folder)
@@ -101,24 +114,31 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     ckpt_root = Path(run_dir) / CHECKPOINTS_DIR
     if not ckpt_root.is_dir():
         return []
-    found = [p for p in ckpt_root.iterdir()
-             if p.is_dir() and p.name.startswith(STEP_PREFIX) and p.name[len(STEP_PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+    found = [
+        p
+        for p in ckpt_root.iterdir()
+        if p.is_dir() and p.name.startswith(STEP_PREFIX) and p.name[len(STEP_PREFIX) :].isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
 
 
 def resolve_model_dir(path: str | Path) -> Path:
     """A model folder, or a run folder (-> its newest checkpoint)."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"model '{path}' does not exist: give a checkpoint folder "
-                              "(with config.json and model.safetensors) or a run folder")
+        raise CheckpointError(
+            f"model '{path}' does not exist: give a checkpoint folder "
+            "(with config.json and model.safetensors) or a run folder"
+        )
     if (path / CONFIG_FILE).is_file():
         return path
     found = checkpoint_dirs(path)
     if found:
         return found[-1]
-    raise CheckpointError(f"'{path}' is neither a checkpoint folder (config.json + model.safetensors) "
-                          "nor a run folder with checkpoints/step_*")
+    raise CheckpointError(
+        f"'{path}' is neither a checkpoint folder (config.json + model.safetensors) "
+        "nor a run folder with checkpoints/step_*"
+    )
 
 
 def load_model_folder(path: str | Path) -> ModelFolder:
@@ -152,12 +172,14 @@ def load_weights_into(module: torch.nn.Module, weights: dict[str, torch.Tensor],
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint '{where}' does not match its config: "
-                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise CheckpointError(
+            f"checkpoint '{where}' does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     for name, tensor in weights.items():
         if tensor.shape != own[name].shape:
-            raise CheckpointError(f"checkpoint '{where}': {name} has shape {tuple(tensor.shape)}, "
-                                  f"expected {tuple(own[name].shape)}")
+            raise CheckpointError(
+                f"checkpoint '{where}': {name} has shape {tuple(tensor.shape)}, expected {tuple(own[name].shape)}"
+            )
         if not torch.isfinite(tensor.float()).all():
             raise CheckpointError(f"checkpoint '{where}': {name} holds non-finite values")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()})
@@ -170,6 +192,7 @@ def copy_tree_linked(source: str | Path, target: str | Path) -> None:
     renamed), so a link is as safe as a copy and costs no space: every checkpoint of a run
     can carry the same autoencoder.
     """
+
     def link_or_copy(src: str, dst: str) -> None:
         try:
             os.link(src, dst)

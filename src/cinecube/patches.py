@@ -39,7 +39,7 @@ def patchify(latent: Tensor, patch: Patch) -> tuple[Tensor, Grid]:
         latent = torch.cat([latent, pad], dim=1)
     gt, gh, gw = grid
     x = latent.reshape(c, gt, pt, gh, ph, gw, pw)
-    x = x.permute(1, 3, 5, 0, 2, 4, 6)                 # (T', H', W', C, pt, ph, pw)
+    x = x.permute(1, 3, 5, 0, 2, 4, 6)  # (T', H', W', C, pt, ph, pw)
     return x.reshape(gt * gh * gw, c * pt * ph * pw), grid
 
 
@@ -48,7 +48,7 @@ def unpatchify(tokens: Tensor, grid: Grid, patch: Patch, channels: int, frames: 
     gt, gh, gw = grid
     pt, ph, pw = patch
     x = tokens.reshape(gt, gh, gw, channels, pt, ph, pw)
-    x = x.permute(3, 0, 4, 1, 5, 2, 6)                 # (C, T', pt, H', ph, W', pw)
+    x = x.permute(3, 0, 4, 1, 5, 2, 6)  # (C, T', pt, H', ph, W', pw)
     x = x.reshape(channels, gt * pt, gh * ph, gw * pw)
     return x[:, :frames]
 
@@ -56,9 +56,7 @@ def unpatchify(tokens: Tensor, grid: Grid, patch: Patch, channels: int, frames: 
 def grid_positions(grid: Grid) -> Tensor:
     """(T'*H'*W', 3) float positions (t, h, w) of each token, in raster order."""
     gt, gh, gw = grid
-    t, h, w = torch.meshgrid(
-        torch.arange(gt), torch.arange(gh), torch.arange(gw), indexing="ij"
-    )
+    t, h, w = torch.meshgrid(torch.arange(gt), torch.arange(gh), torch.arange(gw), indexing="ij")
     return torch.stack([t, h, w], dim=-1).reshape(-1, 3).float()
 
 
@@ -90,9 +88,15 @@ class PackedBatch:
         return [gt * gh * gw for gt, gh, gw in self.grids]
 
     def to(self, device: torch.device | str) -> PackedBatch:
-        return PackedBatch(self.tokens.to(device), self.positions.to(device),
-                           self.segment_ids.to(device), self.grids, self.frames,
-                           self.patch, self.channels)
+        return PackedBatch(
+            self.tokens.to(device),
+            self.positions.to(device),
+            self.segment_ids.to(device),
+            self.grids,
+            self.frames,
+            self.patch,
+            self.channels,
+        )
 
 
 def pack(latents: list[Tensor], patch: Patch) -> PackedBatch:
@@ -110,8 +114,7 @@ def pack(latents: list[Tensor], patch: Patch) -> PackedBatch:
         segment_ids.append(torch.full((seq.shape[0],), index, dtype=torch.long, device=latent.device))
         grids.append(grid)
         frames.append(latent.shape[1])
-    return PackedBatch(torch.cat(tokens), torch.cat(positions), torch.cat(segment_ids),
-                       grids, frames, patch, channels)
+    return PackedBatch(torch.cat(tokens), torch.cat(positions), torch.cat(segment_ids), grids, frames, patch, channels)
 
 
 def unpack(tokens: Tensor, batch: PackedBatch) -> list[Tensor]:

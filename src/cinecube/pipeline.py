@@ -56,23 +56,31 @@ def default_autoencoder_dir() -> Path:
 
 @dataclass
 class GeneratedVideo:
-    frames: np.ndarray            # (T, H, W, 3) uint8
+    frames: np.ndarray  # (T, H, W, 3) uint8
     prompt: str
     seed: int
     fps: float = DEFAULT_FPS
     info: dict = field(default_factory=dict)
     safety: SafetySettings = field(default_factory=SafetySettings)
-    prompt_stage: dict | None = None      # the prompt policy's decision, taken before generating
+    prompt_stage: dict | None = None  # the prompt policy's decision, taken before generating
     published: PublishResult | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Review, watermark, write, sign and log; returns the path. Raises if a stage refuses."""
         check_output_path(path, self.frames.shape[0])
         generation = {k: self.info[k] for k in ("steps", "guidance", "sampler") if k in self.info}
-        self.published = publish(self.frames, path, prompt=self.prompt, seed=self.seed, fps=self.fps,
-                                 model_name=self.info.get("model", "cinecube"),
-                                 checkpoint_sha256=self.info.get("weights_sha256") or "0" * 64,
-                                 generation=generation, settings=self.safety, prompt_stage=self.prompt_stage)
+        self.published = publish(
+            self.frames,
+            path,
+            prompt=self.prompt,
+            seed=self.seed,
+            fps=self.fps,
+            model_name=self.info.get("model", "cinecube"),
+            checkpoint_sha256=self.info.get("weights_sha256") or "0" * 64,
+            generation=generation,
+            settings=self.safety,
+            prompt_stage=self.prompt_stage,
+        )
         return self.published.path
 
 
@@ -93,16 +101,24 @@ def check_output_path(path: str | os.PathLike, frames: int) -> None:
 
 def allowed_sizes_message(config: ModelConfig) -> str:
     (gh, gw) = config.token_pixels
-    sides = (f"height and width: multiples of {gh} from {gh}" if gh == gw else
-             f"height: multiples of {gh} from {gh}, width: multiples of {gw} from {gw},")
-    return (f"{sides} to {config.max_side}; "
-            f"frames: 1..{config.max_frames}; at most {config.max_tokens} tokens per video")
+    sides = (
+        f"height and width: multiples of {gh} from {gh}"
+        if gh == gw
+        else f"height: multiples of {gh} from {gh}, width: multiples of {gw} from {gw},"
+    )
+    return f"{sides} to {config.max_side}; frames: 1..{config.max_frames}; at most {config.max_tokens} tokens per video"
 
 
 class Pipeline:
-    def __init__(self, model: DiffusionTransformer, autoencoder: Autoencoder,
-                 text_encoder: TextEncoder, name: str = "cinecube", weights_sha256: str = "",
-                 safety: SafetySettings | None = None):
+    def __init__(
+        self,
+        model: DiffusionTransformer,
+        autoencoder: Autoencoder,
+        text_encoder: TextEncoder,
+        name: str = "cinecube",
+        weights_sha256: str = "",
+        safety: SafetySettings | None = None,
+    ):
         self.model = model.eval()
         self.autoencoder = autoencoder.eval()
         self.text_encoder = text_encoder
@@ -112,8 +128,9 @@ class Pipeline:
         self.safety = safety or SafetySettings()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str = "cpu",
-                        safety: SafetySettings | None = None) -> Pipeline:
+    def from_pretrained(
+        cls, path: str | os.PathLike | None = None, device: str = "cpu", safety: SafetySettings | None = None
+    ) -> Pipeline:
         """Load a checkpoint folder or run folder; the bundled default when path is None."""
         stored = load_model_folder(path if path is not None else default_model_dir())
         model = DiffusionTransformer(stored.model_config)
@@ -123,16 +140,16 @@ class Pipeline:
         digest = hashlib.sha256((stored.path / WEIGHTS_FILE).read_bytes()).hexdigest()
         text = get_text_encoder(stored.model_config.text_max_tokens)
         name = "default" if path is None else stored.path.name
-        return cls(model.to(device), autoencoder.to(device), text, name=name, weights_sha256=digest,
-                   safety=safety)
+        return cls(model.to(device), autoencoder.to(device), text, name=name, weights_sha256=digest, safety=safety)
 
     # --------------------------------------------------------------------------- validation
 
     def validate(self, prompt: str, frames: int, height: int, width: int, steps: int, guidance: float) -> None:
         cfg = self.config
         if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequestError("prompt is empty: describe the video you want, e.g. "
-                                      "'a red circle moving right on a black background'")
+            raise InvalidRequestError(
+                "prompt is empty: describe the video you want, e.g. 'a red circle moving right on a black background'"
+            )
         n_tokens = self.text_encoder.token_count(prompt)
         if n_tokens > cfg.text_max_tokens:
             raise InvalidRequestError(f"prompt is {n_tokens} tokens long; the maximum is {cfg.text_max_tokens}")
@@ -143,9 +160,11 @@ class Pipeline:
         if not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames:
             raise InvalidRequestError(f"frames {frames} is not allowed; {allowed}")
         if self.safety.watermark and min(height, width) < WATERMARK_MIN_SIDE:
-            raise InvalidRequestError(f"{height}x{width} is below the {WATERMARK_MIN_SIDE}x{WATERMARK_MIN_SIDE} "
-                                      f"pixels the invisible watermark needs; use height and width of at "
-                                      f"least {WATERMARK_MIN_SIDE}")
+            raise InvalidRequestError(
+                f"{height}x{width} is below the {WATERMARK_MIN_SIDE}x{WATERMARK_MIN_SIDE} "
+                f"pixels the invisible watermark needs; use height and width of at "
+                f"least {WATERMARK_MIN_SIDE}"
+            )
         tokens = self.num_tokens(frames, height, width)
         if tokens > cfg.max_tokens:
             raise InvalidRequestError(f"{frames}x{height}x{width} is {tokens} tokens; {allowed}")
@@ -161,38 +180,66 @@ class Pipeline:
         For callers that must ask for a size that is not allowed (e.g. evaluating on fixed canvases)."""
         cfg = self.config
         if grid is not None and any(grid % cell for cell in cfg.token_pixels):
-            raise ValueError(f"grid {grid} px is not a multiple of the model's cell of "
-                             f"{'x'.join(map(str, sorted(set(cfg.token_pixels))))} px")
+            raise ValueError(
+                f"grid {grid} px is not a multiple of the model's cell of "
+                f"{'x'.join(map(str, sorted(set(cfg.token_pixels))))} px"
+            )
 
         def side(value: int, step: int) -> int:
             smallest = step * math.ceil(WATERMARK_MIN_SIDE / step) if self.safety.watermark else step
             largest = cfg.max_side // step * step
-            return min(largest, max(smallest, math.floor(value / step + 0.5) * step))   # halves round up
+            return min(largest, max(smallest, math.floor(value / step + 0.5) * step))  # halves round up
 
         grid_h, grid_w = (grid, grid) if grid is not None else cfg.token_pixels
         return min(cfg.max_frames, max(1, frames)), side(height, grid_h), side(width, grid_w)
 
     def num_tokens(self, frames: int, height: int, width: int) -> int:
         """Tokens of a generated video: a causal autoencoder's layout covering `frames`."""
-        return tokens_for_size(self.config, self.autoencoder, self.autoencoder.frames_covering(frames),
-                               height, width)
+        return tokens_for_size(self.config, self.autoencoder, self.autoencoder.frames_covering(frames), height, width)
 
     # --------------------------------------------------------------------------- generation
 
-    def __call__(self, prompt: str, frames: int = 16, height: int = 64, width: int = 64, *,
-                 steps: int = 25, guidance: float = 3.0, seed: int = 0, sampler: str = "euler",
-                 progress: bool = True) -> GeneratedVideo:
+    def __call__(
+        self,
+        prompt: str,
+        frames: int = 16,
+        height: int = 64,
+        width: int = 64,
+        *,
+        steps: int = 25,
+        guidance: float = 3.0,
+        seed: int = 0,
+        sampler: str = "euler",
+        progress: bool = True,
+    ) -> GeneratedVideo:
         self.validate(prompt, frames, height, width, steps, guidance)
         if sampler not in SAMPLERS:
             raise InvalidRequestError(f"sampler {sampler!r} is not allowed; use one of {sorted(SAMPLERS)}")
-        prompt_stage = check_prompt_allowed(prompt, self.safety)     # before any compute
-        video = generate_video(self.model, self.autoencoder, self.text_encoder, prompt, frames, height,
-                               width, steps=steps, guidance=guidance, seed=seed, sampler=sampler,
-                               progress=progress)
-        info = {"model": self.name, "weights_sha256": self.weights_sha256, "steps": steps,
-                "guidance": guidance, "sampler": sampler}
-        return GeneratedVideo(tensor_to_frames(video), prompt, seed, info=info, safety=self.safety,
-                              prompt_stage=prompt_stage)
+        prompt_stage = check_prompt_allowed(prompt, self.safety)  # before any compute
+        video = generate_video(
+            self.model,
+            self.autoencoder,
+            self.text_encoder,
+            prompt,
+            frames,
+            height,
+            width,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            sampler=sampler,
+            progress=progress,
+        )
+        info = {
+            "model": self.name,
+            "weights_sha256": self.weights_sha256,
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": sampler,
+        }
+        return GeneratedVideo(
+            tensor_to_frames(video), prompt, seed, info=info, safety=self.safety, prompt_stage=prompt_stage
+        )
 
 
 def tokens_for_size(config: ModelConfig, autoencoder: Autoencoder, frames: int, height: int, width: int) -> int:
@@ -203,10 +250,21 @@ def tokens_for_size(config: ModelConfig, autoencoder: Autoencoder, frames: int, 
 
 
 @torch.no_grad()
-def generate_video(model: DiffusionTransformer, autoencoder: Autoencoder, text_encoder: TextEncoder,
-                   prompt: str, frames: int, height: int, width: int, *, steps: int = 25,
-                   guidance: float = 3.0, seed: int = 0, sampler: str = "euler",
-                   progress: bool = False) -> Tensor:
+def generate_video(
+    model: DiffusionTransformer,
+    autoencoder: Autoencoder,
+    text_encoder: TextEncoder,
+    prompt: str,
+    frames: int,
+    height: int,
+    width: int,
+    *,
+    steps: int = 25,
+    guidance: float = 3.0,
+    seed: int = 0,
+    sampler: str = "euler",
+    progress: bool = False,
+) -> Tensor:
     """Sample one video; returns (3, frames, height, width) in [-1, 1]. No validation here."""
     cfg = model.config
     device = next(model.parameters()).device
@@ -217,7 +275,7 @@ def generate_video(model: DiffusionTransformer, autoencoder: Autoencoder, text_e
     grid = token_grid((latent_frames, height // s, width // s), cfg.patch_size)
     n = grid[0] * grid[1] * grid[2]
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(n, cfg.patch_dim, generator=generator).to(device)   # (N, P) iid, like training
+    noise = torch.randn(n, cfg.patch_dim, generator=generator).to(device)  # (N, P) iid, like training
 
     guided = guidance != 1.0
     prompts = [prompt, ""] if guided else [prompt]
@@ -231,8 +289,9 @@ def generate_video(model: DiffusionTransformer, autoencoder: Autoencoder, text_e
         # One batched forward pass for all prompts: the same noisy tokens go in once per
         # prompt (conditional, unconditional); each copy's output is converted to velocity.
         x_in, t_in = objective.model_input(z, t)
-        out = model(x_in.repeat(copies, 1), positions, segment_ids, t_in.repeat(copies, 1)[:, 0],
-                    text, text_mask)                                       # (copies * N, P)
+        out = model(
+            x_in.repeat(copies, 1), positions, segment_ids, t_in.repeat(copies, 1)[:, 0], text, text_mask
+        )  # (copies * N, P)
         v = objective.velocity_from_output(out[:n], z, t)
         if guided:
             v_uncond = objective.velocity_from_output(out[n:], z, t)
@@ -241,7 +300,8 @@ def generate_video(model: DiffusionTransformer, autoencoder: Autoencoder, text_e
 
     timesteps = flow_timesteps(steps, resolution_shift(n, cfg.diffusion))
     tokens = SAMPLERS[sampler](velocity, noise, timesteps, progress=progress)
-    batch = PackedBatch(tokens, positions[:n], segment_ids[:n], [grid], [latent_frames],
-                        cfg.patch_size, cfg.latent_channels)
+    batch = PackedBatch(
+        tokens, positions[:n], segment_ids[:n], [grid], [latent_frames], cfg.patch_size, cfg.latent_channels
+    )
     latent = unpack(tokens, batch)[0]
     return autoencoder.decode(latent)[:, :frames]

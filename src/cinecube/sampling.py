@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-VelocityFn = Callable[[Tensor, Tensor], Tensor]   # (z (N, P), t (N, 1)) -> v (N, P)
+VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (z (N, P), t (N, 1)) -> v (N, P)
 
 
 def _token_times(t: float | Tensor, z: Tensor, cond_mask: Tensor | None) -> Tensor:
@@ -30,9 +30,15 @@ def _keep_conditioning(z: Tensor, cond_mask: Tensor | None, cond_value: Tensor |
     return torch.where(cond_mask[:, None], cond_value, z)
 
 
-def euler(velocity: VelocityFn, noise: Tensor, timesteps: Tensor, *,
-          cond_mask: Tensor | None = None, cond_value: Tensor | None = None,
-          progress: bool = False) -> Tensor:
+def euler(
+    velocity: VelocityFn,
+    noise: Tensor,
+    timesteps: Tensor,
+    *,
+    cond_mask: Tensor | None = None,
+    cond_value: Tensor | None = None,
+    progress: bool = False,
+) -> Tensor:
     """Euler's method on the flow ODE (the sampler of rectified flow / Flux).
 
     noise (N, P) at t = timesteps[0] = 1; timesteps decreasing to 0; returns z at t = 0.
@@ -45,9 +51,15 @@ def euler(velocity: VelocityFn, noise: Tensor, timesteps: Tensor, *,
     return z
 
 
-def heun(velocity: VelocityFn, noise: Tensor, timesteps: Tensor, *,
-         cond_mask: Tensor | None = None, cond_value: Tensor | None = None,
-         progress: bool = False) -> Tensor:
+def heun(
+    velocity: VelocityFn,
+    noise: Tensor,
+    timesteps: Tensor,
+    *,
+    cond_mask: Tensor | None = None,
+    cond_value: Tensor | None = None,
+    progress: bool = False,
+) -> Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 1 without churn).
 
     Each step averages the slope at both ends; the last step, which reaches t = 0 where the

@@ -13,7 +13,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"   # the name stored embeddings (latent caches) carry
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # the name stored embeddings (latent caches) carry
 
 
 def _minilm_path() -> str:
@@ -62,7 +62,7 @@ class TextEncoder:
         # One prompt at a time, without padding: a prompt's embedding must not depend on which
         # other prompts share its batch (float rounding would), or resumed runs would drift.
         batch = self.tokenizer([prompt], truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        return self.model(**batch).last_hidden_state[0].clone()    # (L, 384)
+        return self.model(**batch).last_hidden_state[0].clone()  # (L, 384)
 
     @torch.no_grad()
     def encode_many(self, prompts: list[str], batch_size: int = 64, progress: bool = False) -> list[Tensor]:
@@ -81,10 +81,9 @@ class TextEncoder:
         out: list[Tensor] = [torch.empty(0)] * len(prompts)
         starts = range(0, len(order), batch_size)
         for start in tqdm(starts, desc="encoding captions", unit="batch", disable=not progress, dynamic_ncols=True):
-            members = order[start:start + batch_size]
-            batch = self.tokenizer.pad([{key: tokens[key][i] for key in tokens} for i in members],
-                                       return_tensors="pt")
-            hidden = self.model(**batch).last_hidden_state                    # (B, L, 384)
+            members = order[start : start + batch_size]
+            batch = self.tokenizer.pad([{key: tokens[key][i] for key in tokens} for i in members], return_tensors="pt")
+            hidden = self.model(**batch).last_hidden_state  # (B, L, 384)
             for row, i in enumerate(members):
                 out[i] = hidden[row, : lengths[i]].clone()
         return out
@@ -92,8 +91,10 @@ class TextEncoder:
     def remember(self, prompt: str, embedding: Tensor) -> None:
         """Put a stored embedding (L, 384) of `prompt` (e.g. from a latent cache) in the cache."""
         if embedding.ndim != 2 or embedding.shape[1] != self.dim or not 0 < embedding.shape[0] <= self.max_tokens:
-            raise ValueError(f"embedding of shape {tuple(embedding.shape)} does not fit this encoder "
-                             f"(L <= {self.max_tokens}, {self.dim})")
+            raise ValueError(
+                f"embedding of shape {tuple(embedding.shape)} does not fit this encoder "
+                f"(L <= {self.max_tokens}, {self.dim})"
+            )
         self._cache[prompt] = embedding
         self._cache.move_to_end(prompt)
 

@@ -35,8 +35,8 @@ from .config import ModelConfig
 # Attention over packed, variable-length segments
 # ---------------------------------------------------------------------------------------
 
-def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
-                     q_lengths: list[int], k_lengths: list[int]) -> Tensor:
+
+def varlen_attention(q: Tensor, k: Tensor, v: Tensor, q_lengths: list[int], k_lengths: list[int]) -> Tensor:
     """Attention where query segment i attends only to key segment i.
 
     q (Nq, H, d), k and v (Nk, H, d); q_lengths and k_lengths split them into segments
@@ -49,7 +49,7 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
     guided copies of one video at sampling) the batch is a view and nothing is copied.
     """
     shapes = list(zip(q_lengths, k_lengths))
-    if len(set(shapes)) == 1:   # every segment the same shape: one call on views
+    if len(set(shapes)) == 1:  # every segment the same shape: one call on views
         b, (nq, nk) = len(shapes), shapes[0]
         return _attend(q, k, v, b, nq, nk)
 
@@ -59,10 +59,10 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
         groups[shape].append(index)
     outputs: list[Tensor] = [q] * len(shapes)
     for (nq, nk), members in groups.items():
-        qs = torch.cat([q_parts[i] for i in members])          # (B*nq, H, d)
-        ks = torch.cat([k_parts[i] for i in members])          # (B*nk, H, d)
+        qs = torch.cat([q_parts[i] for i in members])  # (B*nq, H, d)
+        ks = torch.cat([k_parts[i] for i in members])  # (B*nk, H, d)
         vs = torch.cat([v_parts[i] for i in members])
-        o = _attend(qs, ks, vs, len(members), nq, nk)         # (B*nq, H, d)
+        o = _attend(qs, ks, vs, len(members), nq, nk)  # (B*nq, H, d)
         for part, i in zip(o.split(nq), members):
             outputs[i] = part
     return torch.cat(outputs)
@@ -71,7 +71,7 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor,
 def _attend(q: Tensor, k: Tensor, v: Tensor, b: int, nq: int, nk: int) -> Tensor:
     """Dense attention of b equal segments: q (b*nq, H, d), k and v (b*nk, H, d) -> (b*nq, H, d)."""
     heads, d = q.shape[1:]
-    q = q.view(b, nq, heads, d).transpose(1, 2)                                    # (b, H, nq, d)
+    q = q.view(b, nq, heads, d).transpose(1, 2)  # (b, H, nq, d)
     k = k.view(b, nk, heads, d).transpose(1, 2)
     v = v.view(b, nk, heads, d).transpose(1, 2)
     if q.device.type == "cpu" and torch.is_grad_enabled():
@@ -86,13 +86,14 @@ def _attend_by_matmul(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     kernel's backward was ~3x its forward and slowest on the short segments of packed batches
     (cross-attention to 16 text tokens: 3.8 ms a call), while the scores here, (b, H, nq, nk),
     are small at the sequence lengths a CPU trains on."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)                      # (b, H, nq, nk)
-    return scores.softmax(dim=-1).to(v.dtype) @ v                                  # (b, H, nq, d)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (b, H, nq, nk)
+    return scores.softmax(dim=-1).to(v.dtype) @ v  # (b, H, nq, d)
 
 
 # ---------------------------------------------------------------------------------------
 # Embeddings
 # ---------------------------------------------------------------------------------------
+
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding of t in [0, 1] (scaled by 1000 like DDPM step indices). (N,) -> (N, dim)"""
@@ -105,8 +106,13 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 class Rotary3D(nn.Module):
     """3D rotary position embedding: the head dimension is split between the t, h, w axes."""
 
-    def __init__(self, head_dim: int, axes: tuple[float, float, float], theta: float,
-                 scale: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+    def __init__(
+        self,
+        head_dim: int,
+        axes: tuple[float, float, float],
+        theta: float,
+        scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ):
         super().__init__()
         # Each axis gets an even number of dimensions; the remainder goes to the last axis.
         dims = [2 * int(head_dim * a / 2) for a in axes[:2]]
@@ -116,18 +122,21 @@ class Rotary3D(nn.Module):
         # 2i and 2i+1 sit at i -/+ 1/4, centred on the coarse token i they came from.
         self.scale, self.offset = tuple(scale), tuple((s - 1) / 2 for s in scale)
         for name, d in zip("thw", dims):
-            freqs = theta ** (-torch.arange(0, d, 2).float() / d)   # (d/2,)
+            freqs = theta ** (-torch.arange(0, d, 2).float() / d)  # (d/2,)
             self.register_buffer(f"freqs_{name}", freqs, persistent=False)
 
     def forward(self, positions: Tensor) -> Tensor:
         """positions (N, 3) -> unit complex rotations (N, 1, head_dim/2) for (N, H, head_dim)."""
         if self.scale != (1.0, 1.0, 1.0):
             positions = positions * positions.new_tensor(self.scale) + positions.new_tensor(self.offset)
-        angles = torch.cat([
-            positions[:, 0:1] * self.freqs_t,
-            positions[:, 1:2] * self.freqs_h,
-            positions[:, 2:3] * self.freqs_w,
-        ], dim=-1)                                            # (N, head_dim/2)
+        angles = torch.cat(
+            [
+                positions[:, 0:1] * self.freqs_t,
+                positions[:, 1:2] * self.freqs_h,
+                positions[:, 2:3] * self.freqs_w,
+            ],
+            dim=-1,
+        )  # (N, head_dim/2)
         return torch.polar(torch.ones_like(angles), angles)[:, None]
 
 
@@ -143,7 +152,7 @@ def apply_rotary(x: Tensor, rotations: Tensor) -> Tensor:
     (x1 + i x2) * (cos a + i sin a) = (x1 cos a - x2 sin a) + i (x1 sin a + x2 cos a): one
     complex multiply instead of four real ones and a stack.
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))   # (N, H, d/2) complex
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (N, H, d/2) complex
     return torch.view_as_real(pairs * rotations).flatten(-2).type_as(x)
 
 
@@ -151,11 +160,12 @@ def apply_rotary(x: Tensor, rotations: Tensor) -> Tensor:
 # Blocks
 # ---------------------------------------------------------------------------------------
 
+
 class SelfAttention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)      # fused projection: one matmul, not three
+        self.qkv = nn.Linear(width, 3 * width)  # fused projection: one matmul, not three
         self.q_norm = nn.RMSNorm(width // heads)
         self.k_norm = nn.RMSNorm(width // heads)
         self.out = nn.Linear(width, width)
@@ -165,7 +175,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(n, 3, self.heads, width // self.heads).unbind(1)  # (N, H, d)
         q = apply_rotary(rms_norm(self.q_norm, q), rope)
         k = apply_rotary(rms_norm(self.k_norm, k), rope)
-        o = varlen_attention(q, k, v, lengths, lengths)                              # (N, H, d)
+        o = varlen_attention(q, k, v, lengths, lengths)  # (N, H, d)
         return self.out(o.reshape(n, width))
 
 
@@ -183,8 +193,8 @@ class CrossAttention(nn.Module):
         """x (N, D) packed video tokens; text (M, D) the packed real text tokens of all videos."""
         n, width = x.shape
         d = width // self.heads
-        q = rms_norm(self.q_norm, self.q(x).view(n, self.heads, d))              # (N, H, d)
-        k, v = self.kv(text).view(text.shape[0], 2, self.heads, d).unbind(1)     # (M, H, d)
+        q = rms_norm(self.q_norm, self.q(x).view(n, self.heads, d))  # (N, H, d)
+        k, v = self.kv(text).view(text.shape[0], 2, self.heads, d).unbind(1)  # (M, H, d)
         o = varlen_attention(q, rms_norm(self.k_norm, k), v, lengths, text_lengths)
         return self.out(o.reshape(n, width))
 
@@ -198,9 +208,9 @@ def modulation_per_token(modulation: nn.Module, cond: Tensor, cond_index: Tensor
     that of indexing or index_select (a scatter_add). Parts come in (shift, scale, gate) order;
     scales are returned as 1 + scale.
     """
-    rows = modulation(cond).chunk(parts, dim=-1)                      # parts x (U, D)
+    rows = modulation(cond).chunk(parts, dim=-1)  # parts x (U, D)
     rows = [1 + r if i % 3 == 1 else r for i, r in enumerate(rows)]
-    return [F.embedding(cond_index, r) for r in rows]                # parts x (N, D)
+    return [F.embedding(cond_index, r) for r in rows]  # parts x (N, D)
 
 
 class Block(nn.Module):
@@ -214,16 +224,23 @@ class Block(nn.Module):
         self.cross = CrossAttention(width, heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, width))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         # shift, scale, gate for attention and for the MLP; zero-initialised so each block
         # starts as the identity (adaLN-zero).
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: Tensor, cond: Tensor, cond_index: Tensor, rope: Tensor,
-                text: Tensor, lengths: list[int], text_lengths: list[int]) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        cond: Tensor,
+        cond_index: Tensor,
+        rope: Tensor,
+        text: Tensor,
+        lengths: list[int],
+        text_lengths: list[int],
+    ) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = modulation_per_token(self.modulation, cond, cond_index, 6)
         x = torch.addcmul(x, gate1, self.attn(torch.addcmul(shift1, self.norm1(x), scale1), rope, lengths))
         x = x + self.cross(self.norm_cross(x), text, lengths, text_lengths)
@@ -237,7 +254,7 @@ class FinalLayer(nn.Module):
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.linear = nn.Linear(width, patch_dim)
-        for layer in (self.modulation[1], self.linear):   # zero output at initialisation
+        for layer in (self.modulation[1], self.linear):  # zero output at initialisation
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -249,6 +266,7 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
+
 
 class DiffusionTransformer(nn.Module):
     def __init__(self, config: ModelConfig):
@@ -274,8 +292,9 @@ class DiffusionTransformer(nn.Module):
         nn.init.normal_(self.time_embed[0].weight, std=0.02)
         nn.init.normal_(self.time_embed[2].weight, std=0.02)
 
-    def forward(self, tokens: Tensor, positions: Tensor, segment_ids: Tensor, timesteps: Tensor,
-                text: Tensor, text_mask: Tensor) -> Tensor:
+    def forward(
+        self, tokens: Tensor, positions: Tensor, segment_ids: Tensor, timesteps: Tensor, text: Tensor, text_mask: Tensor
+    ) -> Tensor:
         num_segments = text.shape[0]
         # Segment and text lengths as Python ints: the one host sync of the forward pass.
         lengths = torch.bincount(segment_ids, minlength=num_segments).tolist()
@@ -290,16 +309,18 @@ class DiffusionTransformer(nn.Module):
         keys = torch.stack([segment_ids.to(timesteps.dtype), timesteps], dim=1)
         unique_keys, cond_index = torch.unique(keys, dim=0, return_inverse=True)
         mask = text_mask.to(text.dtype)[..., None]
-        pooled = (text * mask).sum(1) / mask.sum(1)                            # (S, E)
-        cond = (self.time_embed(timestep_embedding(unique_keys[:, 1], 256))
-                + self.text_pool(pooled)[unique_keys[:, 0].long()])           # (U, D)
+        pooled = (text * mask).sum(1) / mask.sum(1)  # (S, E)
+        cond = (
+            self.time_embed(timestep_embedding(unique_keys[:, 1], 256))
+            + self.text_pool(pooled)[unique_keys[:, 0].long()]
+        )  # (U, D)
 
-        text_tokens = self.text_in(text[text_mask])                           # (M, D) real tokens only
+        text_tokens = self.text_in(text[text_mask])  # (M, D) real tokens only
         rope = self.rope(positions)
-        x = self.token_in(tokens)                                             # (N, D)
+        x = self.token_in(tokens)  # (N, D)
         for block in self.blocks:
             x = block(x, cond, cond_index, rope, text_tokens, lengths, text_lengths)
-        return self.final(x, cond, cond_index)                                # (N, P)
+        return self.final(x, cond, cond_index)  # (N, P)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -308,6 +329,7 @@ class DiffusionTransformer(nn.Module):
 # ---------------------------------------------------------------------------------------
 # Growing a trained model deeper
 # ---------------------------------------------------------------------------------------
+
 
 def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_depth: int) -> dict[str, Tensor]:
     """The weights of a `target_depth`-block model that computes exactly what the
@@ -323,13 +345,15 @@ def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_dep
     is copied as it is.
     """
     if not 1 <= source_depth <= target_depth:
-        raise ValueError(f"a model of {source_depth} blocks cannot be grown to {target_depth} blocks; "
-                         f"the new depth must be at least {source_depth}")
+        raise ValueError(
+            f"a model of {source_depth} blocks cannot be grown to {target_depth} blocks; "
+            f"the new depth must be at least {source_depth}"
+        )
     new_blocks = target_depth - source_depth
     # How many new blocks follow each source block: new block k goes after source block
     # floor((k+1) * S / (new+1)) - 1, where -1 means in front of all of them.
     new_after = Counter(((k + 1) * source_depth) // (new_blocks + 1) - 1 for k in range(new_blocks))
-    order = [(0, True)] * new_after[-1]          # (source block it copies, whether it is new)
+    order = [(0, True)] * new_after[-1]  # (source block it copies, whether it is new)
     for i in range(source_depth):
         order += [(i, False)] + [(i, True)] * new_after[i]
     grown = {name: tensor for name, tensor in source.items() if not name.startswith("blocks.")}
@@ -338,7 +362,7 @@ def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_dep
         for name, tensor in source.items():
             if not name.startswith(prefix):
                 continue
-            local = name[len(prefix):]
+            local = name[len(prefix) :]
             value = tensor.clone()
             if is_new and local.startswith(("modulation.", "cross.out.")):
                 value.zero_()
@@ -350,11 +374,14 @@ def deepened_state_dict(source: dict[str, Tensor], source_depth: int, target_dep
 # Refining a trained model's cubes (e.g. 1x2x2 -> 1x1x1 latent cells per token)
 # ---------------------------------------------------------------------------------------
 
+
 def _refinement(source_patch: tuple[int, int, int], target_patch: tuple[int, int, int]) -> tuple[int, int, int]:
     """How many target cubes fit along each axis of a source cube; refuses what does not divide."""
     if any(q < 1 or p % q for p, q in zip(source_patch, target_patch)):
-        raise ValueError(f"cubes of {'x'.join(map(str, source_patch))} cells can only be refined to "
-                         f"cubes that divide them along every axis, not {'x'.join(map(str, target_patch))}")
+        raise ValueError(
+            f"cubes of {'x'.join(map(str, source_patch))} cells can only be refined to "
+            f"cubes that divide them along every axis, not {'x'.join(map(str, target_patch))}"
+        )
     return tuple(p // q for p, q in zip(source_patch, target_patch))
 
 
@@ -368,12 +395,15 @@ def refined_model_config(target: ModelConfig, source: ModelConfig) -> ModelConfi
     rope_scale = tuple(s / r for s, r in zip(source.transformer.rope_scale, ratio))
     base = source.diffusion.shift_base_tokens * math.prod(ratio)
     return dataclasses.replace(
-        target, transformer=dataclasses.replace(target.transformer, rope_scale=rope_scale),
-        diffusion=dataclasses.replace(target.diffusion, shift_base_tokens=base))
+        target,
+        transformer=dataclasses.replace(target.transformer, rope_scale=rope_scale),
+        diffusion=dataclasses.replace(target.diffusion, shift_base_tokens=base),
+    )
 
 
-def refined_state_dict(source: dict[str, Tensor], source_patch: tuple[int, int, int],
-                       target_patch: tuple[int, int, int], channels: int) -> dict[str, Tensor]:
+def refined_state_dict(
+    source: dict[str, Tensor], source_patch: tuple[int, int, int], target_patch: tuple[int, int, int], channels: int
+) -> dict[str, Tensor]:
     """The weights of a model with finer cubes (`target_patch`) that starts from the trained
     coarse model `source`: everything but the token embedding and the output layer is copied.
 
@@ -387,7 +417,7 @@ def refined_state_dict(source: dict[str, Tensor], source_patch: tuple[int, int, 
     rt, rh, rw = _refinement(source_patch, target_patch)
     qt, qh, qw = target_patch
     refined = dict(source)
-    w_in = source["token_in.weight"]                                     # (D, C*pt*ph*pw)
+    w_in = source["token_in.weight"]  # (D, C*pt*ph*pw)
     width = w_in.shape[0]
     w_in = w_in.reshape(width, channels, rt, qt, rh, qh, rw, qw)
     refined["token_in.weight"] = w_in.sum(dim=(2, 4, 6)).reshape(width, -1).contiguous()

@@ -186,7 +186,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -
     frames = _check_frames(path, frames)
     if suffix == ".png" and frames.shape[0] > 1:
         raise _fail(
-            "write", path,
+            "write",
+            path,
             f"a .png holds one frame but got {frames.shape[0]}; use .mp4 or .gif for videos "
             f"(allowed suffixes: {allowed})",
         )

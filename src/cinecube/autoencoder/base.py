@@ -89,7 +89,9 @@ def crop_to_layout(frames: np.ndarray, temporal_factor: int, spatial_factor: int
     t = 1 + (t - 1) // temporal_factor * temporal_factor
     h, w = h // spatial_factor * spatial_factor, w // spatial_factor * spatial_factor
     if t < 1 or h < spatial_factor or w < spatial_factor:
-        raise CinecubeError(f"training video of shape {frames.shape} is smaller than one latent cell "
-                            f"({spatial_factor}x{spatial_factor} pixels)")
+        raise CinecubeError(
+            f"training video of shape {frames.shape} is smaller than one latent cell "
+            f"({spatial_factor}x{spatial_factor} pixels)"
+        )
     top, left = (frames.shape[1] - h) // 2, (frames.shape[2] - w) // 2
-    return frames[:t, top:top + h, left:left + w]
+    return frames[:t, top : top + h, left : left + w]

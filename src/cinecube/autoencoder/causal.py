@@ -50,7 +50,7 @@ from .tiling import tiled
 # Chunked processing is exact, so it is the default: frame 0, then this many latent frames
 # (tf times as many pixel frames) at a time.
 CHUNK_LATENT_FRAMES = 4
-TILE_OVERLAP = 32          # pixels; the default overlap of spatial tiles
+TILE_OVERLAP = 32  # pixels; the default overlap of spatial tiles
 
 
 def _temporal_steps(config: AutoencoderConfig) -> list[bool]:
@@ -71,8 +71,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.tf, self.s = config.temporal_factor, config.spatial_factor
         # pixel block (3*tf*s*s values) -> latent mean (C), see AutoencoderConfig.linear_path
-        self.linear_path = (nn.Conv3d(3 * self.tf * self.s ** 2, config.latent_channels, 1)
-                            if config.linear_path else None)
+        self.linear_path = nn.Conv3d(3 * self.tf * self.s**2, config.latent_channels, 1) if config.linear_path else None
         self.networks = config.networks
         if not self.networks:
             # The linear code alone: a learned posterior log-variance per channel.
@@ -82,7 +81,7 @@ class Encoder(nn.Module):
         temporal = _temporal_steps(config)
         groups = config.norm_groups
         self.patch = config.patch_size
-        self.conv_in = CausalConv3d(3 * self.patch ** 2, widths[0])
+        self.conv_in = CausalConv3d(3 * self.patch**2, widths[0])
         blocks: list[nn.Module] = []
         channels = widths[0]
         for level, width in enumerate(widths):
@@ -99,19 +98,19 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
         video = x
         if not self.networks:
-            mean = self._linear(video, cache)                                # (B, C, T', H', W')
+            mean = self._linear(video, cache)  # (B, C, T', H', W')
             return torch.cat([mean, self.logvar.view(1, -1, 1, 1, 1).expand_as(mean)], dim=1)
-        x = space_to_depth(x, self.patch)                                    # (B, 3p^2, T, H/p, W/p)
-        x = self.conv_in(x, cache)                                           # (B, C0, T, H/p, W/p)
+        x = space_to_depth(x, self.patch)  # (B, 3p^2, T, H/p, W/p)
+        x = self.conv_in(x, cache)  # (B, C0, T, H/p, W/p)
         for block in self.blocks:
             x = block(x, cache)
-        moments = self.conv_out(F.silu(self.norm_out(x)), cache)            # (B, 2C, T', H', W')
+        moments = self.conv_out(F.silu(self.norm_out(x)), cache)  # (B, 2C, T', H', W')
         if self.linear_path is not None:
-            mean = self._linear(video, cache)                                # (B, C, T', H', W')
+            mean = self._linear(video, cache)  # (B, C, T', H', W')
             moments = moments + torch.cat([mean, torch.zeros_like(mean)], dim=1)
         return moments
 
-    def _linear(self, video: Tensor, cache: CausalCache | None) -> Tensor:   # (B, 3, T, H, W) -> (B, C, T', H', W')
+    def _linear(self, video: Tensor, cache: CausalCache | None) -> Tensor:  # (B, 3, T, H, W) -> (B, C, T', H', W')
         start = is_video_start(self.linear_path, cache)
         return self.linear_path(fold_blocks(video, self.tf, self.s, start))
 
@@ -125,8 +124,9 @@ class Decoder(nn.Module):
         # latent cell and its 8 neighbours (C x 3 x 3, edges repeated) -> pixel block (3*tf*s*s
         # values), see AutoencoderConfig.linear_path: neighbours undo the blocking a
         # cell-by-cell code leaves.
-        self.linear_path = (nn.Conv3d(config.latent_channels, 3 * self.tf * self.s ** 2, (1, 3, 3))
-                            if config.linear_path else None)
+        self.linear_path = (
+            nn.Conv3d(config.latent_channels, 3 * self.tf * self.s**2, (1, 3, 3)) if config.linear_path else None
+        )
         self.networks = config.networks
         if not self.networks:
             return
@@ -135,8 +135,7 @@ class Decoder(nn.Module):
         groups = config.norm_groups
         channels = widths[-1]
         self.conv_in = CausalConv3d(config.latent_channels, channels)
-        blocks: list[nn.Module] = [ResidualBlock(channels, channels, groups),
-                                   ResidualBlock(channels, channels, groups)]
+        blocks: list[nn.Module] = [ResidualBlock(channels, channels, groups), ResidualBlock(channels, channels, groups)]
         for level in reversed(range(len(widths))):
             # One block more than the encoder: decoding is the harder direction.
             for _ in range(config.blocks_per_level + 1):
@@ -147,21 +146,21 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(groups, channels)
         self.patch = config.patch_size
-        self.conv_out = CausalConv3d(channels, 3 * self.patch ** 2)
+        self.conv_out = CausalConv3d(channels, 3 * self.patch**2)
 
-    def _linear(self, z: Tensor, start: bool) -> Tensor:                    # (B, C, T', h, w) -> (B, 3, T, H, W)
-        blocks = self.linear_path(F.pad(z, (1, 1, 1, 1, 0, 0), mode="replicate"))   # (B, 3*tf*s*s, T', h, w)
+    def _linear(self, z: Tensor, start: bool) -> Tensor:  # (B, C, T', h, w) -> (B, 3, T, H, W)
+        blocks = self.linear_path(F.pad(z, (1, 1, 1, 1, 0, 0), mode="replicate"))  # (B, 3*tf*s*s, T', h, w)
         return unfold_blocks(blocks, self.tf, self.s, start)
 
     def forward(self, z: Tensor, cache: CausalCache | None = None) -> Tensor:
         start = self.linear_path is not None and is_video_start(self.linear_path, cache)
         if not self.networks:
             return self._linear(z, start)
-        x = self.conv_in(z, cache)                                           # (B, Cmax, T', h, w)
+        x = self.conv_in(z, cache)  # (B, Cmax, T', h, w)
         for block in self.blocks:
             x = block(x, cache)
-        x = self.conv_out(F.silu(self.norm_out(x)), cache)                   # (B, 3p^2, T, H/p, W/p)
-        video = depth_to_space(x, self.patch)                                # (B, 3, T, H, W)
+        x = self.conv_out(F.silu(self.norm_out(x)), cache)  # (B, 3p^2, T, H/p, W/p)
+        video = depth_to_space(x, self.patch)  # (B, 3, T, H, W)
         if self.linear_path is not None:
             video = video + self._linear(z, start)
         return video
@@ -175,7 +174,7 @@ class DiagonalGaussian:
     logvar: Tensor
 
     def __post_init__(self) -> None:
-        self.logvar = self.logvar.clamp(-30.0, 20.0)       # keeps exp() finite early in training
+        self.logvar = self.logvar.clamp(-30.0, 20.0)  # keeps exp() finite early in training
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         device = generator.device if generator is not None else self.mean.device
@@ -204,17 +203,20 @@ def _check_config(config: AutoencoderConfig) -> None:
     if p < 1:
         raise ValueError(f"patch_size must be at least 1, got {p}")
     if s != p * 2 ** (levels - 1):
-        raise ValueError(f"spatial_factor {s} must be patch_size * 2 ** (levels - 1) = {p * 2 ** (levels - 1)} "
-                         f"for patch_size {p} and {levels} channel multipliers")
+        raise ValueError(
+            f"spatial_factor {s} must be patch_size * 2 ** (levels - 1) = {p * 2 ** (levels - 1)} "
+            f"for patch_size {p} and {levels} channel multipliers"
+        )
     if tf < 1 or tf & (tf - 1) or tf > 2 ** (levels - 1):
-        raise ValueError(f"temporal_factor {tf} must be a power of two from 1 to 2 ** (levels - 1) = "
-                         f"{2 ** (levels - 1)} (one halving of time per spatial downsampling)")
+        raise ValueError(
+            f"temporal_factor {tf} must be a power of two from 1 to 2 ** (levels - 1) = "
+            f"{2 ** (levels - 1)} (one halving of time per spatial downsampling)"
+        )
     if config.latent_channels < 1 or config.blocks_per_level < 1:
         raise ValueError("latent_channels and blocks_per_level must be at least 1")
     for m in config.channel_multipliers:
         if (config.base_channels * m) % config.norm_groups:
-            raise ValueError(f"norm_groups {config.norm_groups} does not divide the width "
-                             f"{config.base_channels * m}")
+            raise ValueError(f"norm_groups {config.norm_groups} does not divide the width {config.base_channels * m}")
 
 
 class CausalVideoAutoencoder(Autoencoder):
@@ -261,19 +263,27 @@ class CausalVideoAutoencoder(Autoencoder):
         if not self.valid_frames(frames):
             lower = 1 + (frames - 1) // tf * tf
             fix = f"crop it to {lower} or pad it to {lower + tf}" if frames > 1 else "give at least 1"
-            raise InvalidRequestError(f"video has {frames} frames; the causal layout holds 1 + {tf}k frames "
-                                      f"(1, {1 + tf}, {1 + 2 * tf}, ...): {fix}")
+            raise InvalidRequestError(
+                f"video has {frames} frames; the causal layout holds 1 + {tf}k frames "
+                f"(1, {1 + tf}, {1 + 2 * tf}, ...): {fix}"
+            )
         for name, size in (("height", height), ("width", width)):
             if size < s or size % s:
-                raise InvalidRequestError(f"video {name} {size} is not allowed: height and width must be "
-                                          f"multiples of {s} (one latent cell), at least {s}")
+                raise InvalidRequestError(
+                    f"video {name} {size} is not allowed: height and width must be "
+                    f"multiples of {s} (one latent cell), at least {s}"
+                )
         batched = video.dim() == 5
         return (video if batched else video[None]).to(self._dtype()), batched
 
     def _latent_batch(self, latent: Tensor) -> tuple[Tensor, bool]:
         c = self.config.latent_channels
-        if (not isinstance(latent, Tensor) or latent.dim() not in (4, 5) or latent.shape[-4] != c
-                or min(latent.shape[-3:]) < 1):
+        if (
+            not isinstance(latent, Tensor)
+            or latent.dim() not in (4, 5)
+            or latent.shape[-4] != c
+            or min(latent.shape[-3:]) < 1
+        ):
             shape = tuple(latent.shape) if isinstance(latent, Tensor) else type(latent).__name__
             raise InvalidRequestError(f"latent has shape {shape}; expected ({c}, T', H', W') or (B, {c}, T', H', W')")
         batched = latent.dim() == 5
@@ -284,8 +294,10 @@ class CausalVideoAutoencoder(Autoencoder):
         if tile_size is None:
             return
         if tile_size % s or tile_overlap % s or not 0 <= tile_overlap < tile_size:
-            raise InvalidRequestError(f"tile_size {tile_size} and tile_overlap {tile_overlap} must be multiples "
-                                      f"of {s} with 0 <= tile_overlap < tile_size")
+            raise InvalidRequestError(
+                f"tile_size {tile_size} and tile_overlap {tile_overlap} must be multiples "
+                f"of {s} with 0 <= tile_overlap < tile_size"
+            )
 
     # ------------------------------------------------------------------------ chunks in time
 
@@ -296,7 +308,7 @@ class CausalVideoAutoencoder(Autoencoder):
         cache: CausalCache = {}
         step = chunk * self.config.temporal_factor
         pieces = [self.encoder(x[:, :, :1], cache)]
-        pieces += [self.encoder(x[:, :, i:i + step], cache) for i in range(1, x.shape[2], step)]
+        pieces += [self.encoder(x[:, :, i : i + step], cache) for i in range(1, x.shape[2], step)]
         return torch.cat(pieces, dim=2)
 
     def _decode_chunks(self, z: Tensor, chunk: int | None) -> Tensor:
@@ -305,38 +317,63 @@ class CausalVideoAutoencoder(Autoencoder):
             return self.decoder(z)
         cache: CausalCache = {}
         pieces = [self.decoder(z[:, :, :1], cache)]
-        pieces += [self.decoder(z[:, :, i:i + chunk], cache) for i in range(1, z.shape[2], chunk)]
+        pieces += [self.decoder(z[:, :, i : i + chunk], cache) for i in range(1, z.shape[2], chunk)]
         return torch.cat(pieces, dim=2)
 
     # ------------------------------------------------------------------------ public API
 
-    def posterior(self, video: Tensor, *, chunk: int | None = CHUNK_LATENT_FRAMES,
-                  tile_size: int | None = None, tile_overlap: int = TILE_OVERLAP) -> DiagonalGaussian:
+    def posterior(
+        self,
+        video: Tensor,
+        *,
+        chunk: int | None = CHUNK_LATENT_FRAMES,
+        tile_size: int | None = None,
+        tile_overlap: int = TILE_OVERLAP,
+    ) -> DiagonalGaussian:
         """The unscaled latent distribution of a video; mean and logvar (C, T', H', W') (or batched)."""
         x, batched = self._video_batch(video)
         if chunk is not None and chunk < 1:
             raise InvalidRequestError(f"chunk {chunk} must be at least 1 latent frame (or None for one pass)")
         self._check_tiles(tile_size, tile_overlap)
         if tile_size is None:
-            moments = self._encode_chunks(x, chunk)                          # (B, 2C, T', H', W')
+            moments = self._encode_chunks(x, chunk)  # (B, 2C, T', H', W')
         else:
-            moments = tiled(lambda part: self._encode_chunks(part, chunk), x, tile_size, tile_overlap,
-                             up=1, down=self.config.spatial_factor)
+            moments = tiled(
+                lambda part: self._encode_chunks(part, chunk),
+                x,
+                tile_size,
+                tile_overlap,
+                up=1,
+                down=self.config.spatial_factor,
+            )
         mean, logvar = moments.chunk(2, dim=1)
         if not batched:
             mean, logvar = mean[0], logvar[0]
         return DiagonalGaussian(mean, logvar)
 
-    def encode(self, video: Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
-               chunk: int | None = CHUNK_LATENT_FRAMES, tile_size: int | None = None,
-               tile_overlap: int = TILE_OVERLAP) -> Tensor:
+    def encode(
+        self,
+        video: Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        chunk: int | None = CHUNK_LATENT_FRAMES,
+        tile_size: int | None = None,
+        tile_overlap: int = TILE_OVERLAP,
+    ) -> Tensor:
         """video (3, T, H, W) in [-1, 1] -> scaled latent (C, T', H', W'): the posterior mean, or a sample."""
         posterior = self.posterior(video, chunk=chunk, tile_size=tile_size, tile_overlap=tile_overlap)
         z = posterior.sample(generator) if sample else posterior.mean
         return self.normalize_latent(z)
 
-    def decode(self, latent: Tensor, *, chunk: int | None = CHUNK_LATENT_FRAMES,
-               tile_size: int | None = None, tile_overlap: int = TILE_OVERLAP) -> Tensor:
+    def decode(
+        self,
+        latent: Tensor,
+        *,
+        chunk: int | None = CHUNK_LATENT_FRAMES,
+        tile_size: int | None = None,
+        tile_overlap: int = TILE_OVERLAP,
+    ) -> Tensor:
         """scaled latent (C, T', H', W') -> video (3, 1 + (T'-1)*tf, H'*s, W'*s) in [-1, 1]."""
         z, batched = self._latent_batch(latent)
         if chunk is not None and chunk < 1:
@@ -345,17 +382,18 @@ class CausalVideoAutoencoder(Autoencoder):
         z = self.denormalize_latent(z)
         s = self.config.spatial_factor
         if tile_size is None:
-            video = self._decode_chunks(z, chunk)                            # (B, 3, T, H, W)
+            video = self._decode_chunks(z, chunk)  # (B, 3, T, H, W)
         else:
-            video = tiled(lambda part: self._decode_chunks(part, chunk), z, tile_size // s,
-                           tile_overlap // s, up=s, down=1)
+            video = tiled(
+                lambda part: self._decode_chunks(part, chunk), z, tile_size // s, tile_overlap // s, up=s, down=1
+            )
         video = video.clamp(-1, 1)
         return video if batched else video[0]
 
     def forward(self, video: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, DiagonalGaussian]:
         """Training pass: (B, 3, T, H, W) -> (reconstruction (B, 3, T, H, W), unscaled posterior)."""
         x, _ = self._video_batch(video)
-        mean, logvar = self.encoder(x).chunk(2, dim=1)                      # (B, C, T', H', W') each
+        mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, C, T', H', W') each
         posterior = DiagonalGaussian(mean, logvar)
         return self.decoder(posterior.sample(generator)), posterior
 
@@ -367,8 +405,9 @@ class CausalVideoAutoencoder(Autoencoder):
         return z / self.latent_scale.view(-1, 1, 1, 1) + self.latent_shift.view(-1, 1, 1, 1)
 
     @torch.no_grad()
-    def estimate_latent_stats(self, videos: Iterable[Tensor], *,
-                              chunk: int | None = CHUNK_LATENT_FRAMES) -> tuple[Tensor, Tensor]:
+    def estimate_latent_stats(
+        self, videos: Iterable[Tensor], *, chunk: int | None = CHUNK_LATENT_FRAMES
+    ) -> tuple[Tensor, Tensor]:
         """Set the latent statistics from videos (each (3, T, H, W) or a batch) and return (shift, scale).
 
         shift is each channel's mean over every latent cell of every video (posterior means)
@@ -380,8 +419,8 @@ class CausalVideoAutoencoder(Autoencoder):
         squares = torch.zeros(c, dtype=torch.float64)
         count = 0
         for video in videos:
-            mean = self.posterior(video, chunk=chunk).mean                 # (C, T', H', W') or (B, C, ...)
-            values = mean.movedim(-4, 0).reshape(c, -1).double().cpu()       # (C, N)
+            mean = self.posterior(video, chunk=chunk).mean  # (C, T', H', W') or (B, C, ...)
+            values = mean.movedim(-4, 0).reshape(c, -1).double().cpu()  # (C, N)
             total += values.sum(dim=1)
             squares += values.square().sum(dim=1)
             count += values.shape[1]

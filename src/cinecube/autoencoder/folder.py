@@ -33,8 +33,9 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Ca
     stored = load_model_folder(path)
     config = stored.model_config.autoencoder
     if config.kind != "causal3d":
-        raise CheckpointError(f"checkpoint '{stored.path}' holds no causal3d autoencoder "
-                              f"(its autoencoder kind is {config.kind!r})")
+        raise CheckpointError(
+            f"checkpoint '{stored.path}' holds no causal3d autoencoder (its autoencoder kind is {config.kind!r})"
+        )
     try:
         model = CausalVideoAutoencoder(config)
     except ValueError as error:
@@ -52,8 +53,9 @@ def build_autoencoder(config: AutoencoderConfig) -> Autoencoder:
     raise ValueError(f"unknown autoencoder kind {config.kind!r}; allowed: 'pixel', 'causal3d'")
 
 
-def load_model_autoencoder(folder: str | Path, model_config: ModelConfig,
-                           device: str | torch.device = "cpu") -> Autoencoder:
+def load_model_autoencoder(
+    folder: str | Path, model_config: ModelConfig, device: str | torch.device = "cpu"
+) -> Autoencoder:
     """The autoencoder a model works in: the identity for kind "pixel", else `folder/autoencoder/`.
 
     Raises CheckpointError (one line) when that folder is missing, corrupt, or holds another
@@ -65,10 +67,13 @@ def load_model_autoencoder(folder: str | Path, model_config: ModelConfig,
     folder = Path(folder)
     stored = folder / AUTOENCODER_DIR
     if not (stored / CONFIG_FILE).is_file():
-        raise CheckpointError(f"checkpoint '{folder}' uses a {config.kind} autoencoder but has no "
-                              f"{AUTOENCODER_DIR}/ folder (config.json + model.safetensors) with its weights")
+        raise CheckpointError(
+            f"checkpoint '{folder}' uses a {config.kind} autoencoder but has no "
+            f"{AUTOENCODER_DIR}/ folder (config.json + model.safetensors) with its weights"
+        )
     autoencoder = load_autoencoder(stored, device)
     if autoencoder.config != config:
-        raise CheckpointError(f"checkpoint '{folder}': {AUTOENCODER_DIR}/ holds another autoencoder than "
-                              "the model config names")
+        raise CheckpointError(
+            f"checkpoint '{folder}': {AUTOENCODER_DIR}/ holds another autoencoder than the model config names"
+        )
     return autoencoder

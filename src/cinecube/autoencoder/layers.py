@@ -27,24 +27,28 @@ class CausalConv3d(nn.Conv3d):
     processing equal to one pass over the whole video.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int, int] = (3, 3, 3),
-                 stride: tuple[int, int, int] = (1, 1, 1)):
-        super().__init__(in_channels, out_channels, kernel, stride=stride,
-                         padding=(0, kernel[1] // 2, kernel[2] // 2))
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+    ):
+        super().__init__(in_channels, out_channels, kernel, stride=stride, padding=(0, kernel[1] // 2, kernel[2] // 2))
 
-    def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:   # (B, C, T, H, W)
+    def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:  # (B, C, T, H, W)
         kt, st = self.kernel_size[0], self.stride[0]
         if kt > 1:
             if cache is not None and self in cache:
                 past = cache[self]
             else:
                 past = x[:, :, :1].expand(-1, -1, kt - 1, -1, -1)
-            x = torch.cat([past, x], dim=2)                                  # (B, C, kt-1+T, H, W)
+            x = torch.cat([past, x], dim=2)  # (B, C, kt-1+T, H, W)
             if cache is not None:
                 # The next chunk's first window starts right after the last window used here;
                 # with chunks aligned to the strides that leaves kt - st frames.
                 windows = (x.shape[2] - kt) // st + 1
-                cache[self] = x[:, :, windows * st:]
+                cache[self] = x[:, :, windows * st :]
         return super().forward(x)
 
 
@@ -55,9 +59,9 @@ class FrameGroupNorm(nn.GroupNorm):
     chunkable. Per frame, normalisation is both.
     """
 
-    def forward(self, x: Tensor) -> Tensor:                                 # (B, C, T, H, W)
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, T, H, W)
         b, c, t, h, w = x.shape
-        y = super().forward(x.transpose(1, 2).reshape(b * t, c, h, w))      # (B*T, C, H, W)
+        y = super().forward(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B*T, C, H, W)
         return y.view(b, t, c, h, w).transpose(1, 2)
 
 
@@ -72,7 +76,7 @@ class ResidualBlock(nn.Module):
         self.conv2 = CausalConv3d(out_channels, out_channels)
         self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:   # (B, C, T, H, W)
+    def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:  # (B, C, T, H, W)
         h = self.conv1(F.silu(self.norm1(x)), cache)
         h = self.conv2(F.silu(self.norm2(h)), cache)
         return self.skip(x) + h
@@ -98,9 +102,9 @@ class Downsample(nn.Module):
                     self.temporal.weight[c, c, :, 0, 0] = 1.0 / 3.0
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
-        x = self.spatial(x)                                                  # (B, C, T, H/2, W/2)
+        x = self.spatial(x)  # (B, C, T, H/2, W/2)
         if self.temporal is not None:
-            x = self.temporal(x, cache)                                      # (B, C, 1 + (T-1)/2, H/2, W/2)
+            x = self.temporal(x, cache)  # (B, C, 1 + (T-1)/2, H/2, W/2)
         return x
 
 
@@ -125,16 +129,16 @@ class Upsample(nn.Module):
                     self.temporal.weight[c, c, -1, 0, 0] = 1.0
                     self.temporal.weight[channels + c, c, -1, 0, 0] = 1.0
 
-    def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:   # (B, C, T, H, W)
+    def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:  # (B, C, T, H, W)
         if self.temporal is not None:
             video_start = cache is None or self.temporal not in cache
-            y = self.temporal(x, cache)                                      # (B, 2C, T, H, W)
+            y = self.temporal(x, cache)  # (B, 2C, T, H, W)
             b, c2, t, h, w = y.shape
-            y = y.view(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5)     # (B, C, T, 2, H, W)
-            x = y.reshape(b, c2 // 2, 2 * t, h, w)                           # (B, C, 2T, H, W)
+            y = y.view(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5)  # (B, C, T, 2, H, W)
+            x = y.reshape(b, c2 // 2, 2 * t, h, w)  # (B, C, 2T, H, W)
             if video_start:
-                x = x[:, :, 1:]                                              # (B, C, 2T-1, H, W)
-        x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")   # (B, C, T', 2H, 2W)
+                x = x[:, :, 1:]  # (B, C, 2T-1, H, W)
+        x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")  # (B, C, T', 2H, 2W)
         return self.spatial(x)
 
 
@@ -158,7 +162,7 @@ def fold_blocks(video: Tensor, tf: int, s: int, video_start: bool) -> Tensor:
         video = torch.cat([video[:, :, :1].expand(-1, -1, tf - 1, -1, -1), video], dim=2)
     b, c, t, h, w = video.shape
     x = video.reshape(b, c, t // tf, tf, h // s, s, w // s, s)
-    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)                                   # (B, 3, tf, s, s, T', H/s, W/s)
+    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)  # (B, 3, tf, s, s, T', H/s, W/s)
     return x.reshape(b, c * tf * s * s, t // tf, h // s, w // s)
 
 
@@ -167,9 +171,9 @@ def unfold_blocks(blocks: Tensor, tf: int, s: int, video_start: bool) -> Tensor:
     the last frame of the first block)."""
     b, n, t, h, w = blocks.shape
     c = n // (tf * s * s)
-    x = blocks.reshape(b, c, tf, s, s, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)   # (B, 3, T', tf, h, s, w, s)
+    x = blocks.reshape(b, c, tf, s, s, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)  # (B, 3, T', tf, h, s, w, s)
     video = x.reshape(b, c, t * tf, h * s, w * s)
-    return video[:, :, tf - 1:] if video_start else video
+    return video[:, :, tf - 1 :] if video_start else video
 
 
 def space_to_depth(x: Tensor, p: int) -> Tensor:
@@ -187,5 +191,5 @@ def depth_to_space(x: Tensor, p: int) -> Tensor:
         return x
     b, cpp, t, h, w = x.shape
     c = cpp // (p * p)
-    x = x.view(b, c, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)            # (B, C, T, h, p, w, p)
+    x = x.view(b, c, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)  # (B, C, T, h, p, w, p)
     return x.reshape(b, c, t, h * p, w * p)

@@ -19,8 +19,7 @@ from .layers import fold_blocks
 
 
 @torch.no_grad()
-def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor],
-                    ridge: float = 1e-3) -> dict[str, float]:
+def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor], ridge: float = 1e-3) -> dict[str, float]:
     """Fit the linear path in closed form on `videos` ((3, T, H, W) in [-1, 1], on the grid):
 
     - encoder: the principal components of the pixel blocks (PCA, the best linear code of C
@@ -42,7 +41,7 @@ def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor],
     folded = []
     for video in videos:
         x, _ = model._video_batch(video)
-        folded.append(fold_blocks(x.float(), tf, s, True))                 # (B, N, T', h, w); float64 below
+        folded.append(fold_blocks(x.float(), tf, s, True))  # (B, N, T', h, w); float64 below
     if not folded:
         raise ValueError("fit_linear_path needs at least one video")
     n = folded[0].shape[1]
@@ -50,13 +49,13 @@ def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor],
     # PCA of the blocks.
     total, outer, count = torch.zeros(n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64), 0
     for blocks in folded:
-        flat = blocks.permute(0, 2, 3, 4, 1).reshape(-1, n).double()        # (cells, N)
+        flat = blocks.permute(0, 2, 3, 4, 1).reshape(-1, n).double()  # (cells, N)
         total += flat.sum(0)
         outer += flat.T @ flat
         count += flat.shape[0]
-    mean = total / count                                                   # (N,)
-    values, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))     # ascending
-    basis = vectors[:, values.argsort(descending=True)[:c]]                # (N, C), orthonormal
+    mean = total / count  # (N,)
+    values, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))  # ascending
+    basis = vectors[:, values.argsort(descending=True)[:c]]  # (N, C), orthonormal
     explained = float(values.sort(descending=True).values[:c].sum() / values.sum())
 
     # Least squares from the 3x3 neighbourhood of latent cells (edges repeated, as the decoder
@@ -67,11 +66,11 @@ def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor],
     pca_error = y_square = 0.0
     for blocks in folded:
         centred = blocks.double() - mean.view(1, n, 1, 1, 1)
-        z = torch.einsum("bntij,nc->bctij", centred, basis)                 # (B, C, T', h, w)
+        z = torch.einsum("bntij,nc->bctij", centred, basis)  # (B, C, T', h, w)
         padded = F.pad(z, (1, 1, 1, 1, 0, 0), mode="replicate")
         h, w = z.shape[-2:]
-        shifts = [padded[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
-        f = torch.cat(shifts + [torch.ones_like(z[:, :1])], dim=1)          # (B, 9C+1, T', h, w)
+        shifts = [padded[..., dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+        f = torch.cat(shifts + [torch.ones_like(z[:, :1])], dim=1)  # (B, 9C+1, T', h, w)
         f = f.permute(0, 2, 3, 4, 1).reshape(-1, features)
         y = centred.permute(0, 2, 3, 4, 1).reshape(-1, n)
         gram += f.T @ f
@@ -86,8 +85,8 @@ def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor],
     dtype = encoder.linear_path.weight.dtype
     encoder.linear_path.weight.copy_(basis.T.reshape(c, n, 1, 1, 1).to(dtype))
     encoder.linear_path.bias.copy_((-basis.T @ mean).to(dtype))
-    kernel = solution[:-1].view(3, 3, c, n).permute(3, 2, 0, 1)             # (N, C, 3, 3): [dy, dx] taps
-    decoder.linear_path.weight.copy_(kernel.unsqueeze(2).to(dtype))         # (N, C, 1, 3, 3)
+    kernel = solution[:-1].view(3, 3, c, n).permute(3, 2, 0, 1)  # (N, C, 3, 3): [dy, dx] taps
+    decoder.linear_path.weight.copy_(kernel.unsqueeze(2).to(dtype))  # (N, C, 1, 3, 3)
     decoder.linear_path.bias.copy_((solution[-1] + mean).to(dtype))
     if encoder.networks:
         for conv in (encoder.conv_out, decoder.conv_out):
@@ -96,5 +95,4 @@ def fit_linear_path(model: CausalVideoAutoencoder, videos: Iterable[Tensor],
         # A tiny posterior variance (exp(-8) ~ 3e-4) so that sampling does not drown the weaker components.
         encoder.conv_out.weight[c:].zero_()
         encoder.conv_out.bias[c:] = -8.0
-    return {"blocks": count, "explained": explained, "pca_mse": pca_error / (count * n),
-            "mse": fit_error / (count * n)}
+    return {"blocks": count, "explained": explained, "pca_mse": pca_error / (count * n), "mse": fit_error / (count * n)}

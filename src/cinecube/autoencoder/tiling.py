@@ -18,7 +18,7 @@ def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, tile - overlap))
-    return starts + [size - tile]       # the last tile is moved back to end at the border
+    return starts + [size - tile]  # the last tile is moved back to end at the border
 
 
 def _ramp(n: int, width: int, rising: bool, falling: bool) -> Tensor:
@@ -31,7 +31,7 @@ def _ramp(n: int, width: int, rising: bool, falling: bool) -> Tensor:
         if rising:
             w[:r] = torch.minimum(w[:r], up)
         if falling:
-            w[n - r:] = torch.minimum(w[n - r:], up.flip(0))
+            w[n - r :] = torch.minimum(w[n - r :], up.flip(0))
     return w
 
 
@@ -48,14 +48,15 @@ def tiled(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, up
     out = weight = None
     for r in _tile_starts(height, tile, overlap):
         for c in _tile_starts(width, tile, overlap):
-            y = fn(x[..., r:r + tile, c:c + tile])                           # (B, C', T', th, tw)
+            y = fn(x[..., r : r + tile, c : c + tile])  # (B, C', T', th, tw)
             if out is None:
                 out = y.new_zeros(*y.shape[:3], out_h, out_w)
                 weight = y.new_zeros(out_h, out_w)
             th, tw = y.shape[-2:]
-            w = (_ramp(th, ramp, r > 0, r + tile < height)[:, None]
-                 * _ramp(tw, ramp, c > 0, c + tile < width)[None, :]).to(y)  # (th, tw)
+            w = (
+                _ramp(th, ramp, r > 0, r + tile < height)[:, None] * _ramp(tw, ramp, c > 0, c + tile < width)[None, :]
+            ).to(y)  # (th, tw)
             r0, c0 = r * up // down, c * up // down
-            out[..., r0:r0 + th, c0:c0 + tw] += y * w
-            weight[r0:r0 + th, c0:c0 + tw] += w
+            out[..., r0 : r0 + th, c0 : c0 + tw] += y * w
+            weight[r0 : r0 + th, c0 : c0 + tw] += w
     return out / weight

@@ -30,10 +30,13 @@ def parse_canvases(text: str) -> list[tuple[int, int]]:
         except ValueError:
             height = width = 0
         if height < 1 or width < 1:
-            raise CinecubeError(f"--canvases: {part.strip()!r} is not HEIGHTxWIDTH with positive sides "
-                                "(e.g. 48x80); give them comma-separated")
+            raise CinecubeError(
+                f"--canvases: {part.strip()!r} is not HEIGHTxWIDTH with positive sides "
+                "(e.g. 48x80); give them comma-separated"
+            )
         canvases.append((height, width))
     return canvases
+
 
 WORLD_CHOICES = ("shapes", "fashion", "pans")
 SAMPLE_CLIPS = 3
@@ -49,8 +52,7 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--corpus", default=None, help="folder of captioned clips (e.g. from `cinecube data build`)")
-    source.add_argument("--worlds", default=None,
-                        help="comma-separated worlds to mix (default pans,fashion,shapes)")
+    source.add_argument("--worlds", default=None, help="comma-separated worlds to mix (default pans,fashion,shapes)")
     p.add_argument("--videos-per-step", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -79,18 +81,29 @@ def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="cache folder (rerun the same command to continue it)")
     c.add_argument("--shard-size", type=int, default=256, help="latents per shard file (default 256)")
     c.add_argument("--max-frames", type=int, default=17, help="frames per clip at most (default 17)")
-    c.add_argument("--canvases", default=None,
-                   help="world canvases HxW,HxW,... drawn per clip (default: "
-                        + ",".join(f"{h}x{w}" for h, w in CACHE_CANVASES) + ")")
+    c.add_argument(
+        "--canvases",
+        default=None,
+        help="world canvases HxW,HxW,... drawn per clip (default: "
+        + ",".join(f"{h}x{w}" for h, w in CACHE_CANVASES)
+        + ")",
+    )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     c.add_argument("--device", default="cpu")
-    c.add_argument("--text-max-tokens", type=int, default=64,
-                   help="also store the captions' text embeddings, cut to this many tokens: the "
-                        "model's text_max_tokens (default 64; 0: do not store them)")
-    c.add_argument("--object-counts", default=None,
-                   help="weights of 1, 2 and 3 objects a shapes scene, e.g. 0.2,0.4,0.4 for more crowded "
-                        "scenes (default: the world's 0.6,0.25,0.15)")
+    c.add_argument(
+        "--text-max-tokens",
+        type=int,
+        default=64,
+        help="also store the captions' text embeddings, cut to this many tokens: the "
+        "model's text_max_tokens (default 64; 0: do not store them)",
+    )
+    c.add_argument(
+        "--object-counts",
+        default=None,
+        help="weights of 1, 2 and 3 objects a shapes scene, e.g. 0.2,0.4,0.4 for more crowded "
+        "scenes (default: the world's 0.6,0.25,0.15)",
+    )
     c.set_defaults(func=cmd_cache_latents)
 
 
@@ -130,15 +143,21 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
         train = AutoencoderTrainConfig.from_dict(saved["train"])
         if (out / "source.json").exists():
             spec = json.loads((out / "source.json").read_text())
-    overrides = {"steps": args.steps, "videos_per_step": args.videos_per_step, "lr": args.lr,
-                 "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+    overrides = {
+        "steps": args.steps,
+        "videos_per_step": args.videos_per_step,
+        "lr": args.lr,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+    }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for key, value in overrides.items():
         if key == "steps" and value == 0 and not config.networks:
-            continue                 # zero steps: the closed-form fit of a linear code alone
+            continue  # zero steps: the closed-form fit of a linear code alone
         if key == "steps" and value <= 0:
-            raise CinecubeError(f"--steps must be positive, got {value} (0 only for a linear code alone, "
-                                "--preset linear)")
+            raise CinecubeError(
+                f"--steps must be positive, got {value} (0 only for a linear code alone, --preset linear)"
+            )
         if key != "seed" and value <= 0:
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train = dataclasses.replace(train, **overrides)
@@ -150,12 +169,21 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
         write_reconstructions(ema, source, out / "samples" / f"step_{step:07d}.png")
         from ..train.metrics import plot_loss_curve
 
-        if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size:   # none at step 0
+        if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size:  # none at step 0
             plot_loss_curve(out / "metrics.jsonl", out / "loss.png", ylabel="L1 + edge + KL loss")
 
     fit_source = _source_for(spec, train, canvases=train.linear_fit_canvases)
-    result = train_autoencoder(config, train, out, videos=source, fit_videos=fit_source, resume=args.resume,
-                               device=args.device, progress=True, on_checkpoint=on_checkpoint)
+    result = train_autoencoder(
+        config,
+        train,
+        out,
+        videos=source,
+        fit_videos=fit_source,
+        resume=args.resume,
+        device=args.device,
+        progress=True,
+        on_checkpoint=on_checkpoint,
+    )
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
     print(f"trained to step {result.step} ({losses}); run folder {result.run_dir}")
     return 0
@@ -178,7 +206,7 @@ def write_reconstructions(model, source, path: Path) -> None:
         for clip in clips:
             back = tensor_to_frames(model.decode(model.encode(frames_to_tensor(clip).to(device))))
             middle = clip.shape[0] // 2
-            tiles.append(np.concatenate([clip[middle], back[middle]], axis=0))      # (2H, W, 3)
+            tiles.append(np.concatenate([clip[middle], back[middle]], axis=0))  # (2H, W, 3)
     height = max(t.shape[0] for t in tiles)
     tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0)), constant_values=255) for t in tiles]
     sheet = np.concatenate(tiles, axis=1)
@@ -208,10 +236,22 @@ def cmd_cache_latents(args: argparse.Namespace) -> int:
     if args.text_max_tokens < 0:
         raise CinecubeError(f"--text-max-tokens must be 0 (no text embeddings) or more, got {args.text_max_tokens}")
     object_counts = None if args.object_counts is None else parse_object_counts(args.object_counts)
-    index = cache_latents(args.out, args.autoencoder, corpus=args.corpus, world=args.world, n=args.n,
-                          seed=args.seed, canvases=canvases, max_frames=args.max_frames, shard_size=args.shard_size,
-                          dtype=args.dtype, device=args.device, progress=True,  # shown in logs too, like `train`
-                          text_max_tokens=args.text_max_tokens or None, object_counts=object_counts)
+    index = cache_latents(
+        args.out,
+        args.autoencoder,
+        corpus=args.corpus,
+        world=args.world,
+        n=args.n,
+        seed=args.seed,
+        canvases=canvases,
+        max_frames=args.max_frames,
+        shard_size=args.shard_size,
+        dtype=args.dtype,
+        device=args.device,
+        progress=True,  # shown in logs too, like `train`
+        text_max_tokens=args.text_max_tokens or None,
+        object_counts=object_counts,
+    )
     seconds = index.get("seconds")
     timing = f" in {seconds:.1f} s" if seconds is not None else " (already complete)"
     print(f"wrote {index['items']} latents in {len(index['shards'])} shards to {args.out}{timing}")

@@ -12,8 +12,9 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p = commands.add_parser("detector", help="the detector that tells cinecube videos from real footage")
     sub = p.add_subparsers(dest="detector_command", required=True)
     t = sub.add_parser("train", help="fit the detector and report ROC AUC on held-out clips")
-    t.add_argument("--generated", required=True,
-                   help="folder of generated videos (gen_*.npz from scripts/detector_positives.py)")
+    t.add_argument(
+        "--generated", required=True, help="folder of generated videos (gen_*.npz from scripts/detector_positives.py)"
+    )
     t.add_argument("--out", default=None, help="detector weights to write (default: the bundled detector)")
     t.add_argument("--report", default="detector.json", help="JSON report with the measured ROC AUC")
     t.add_argument("--seed", type=int, default=0)
@@ -29,13 +30,16 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
     generated = Path(args.generated)
     if not generated.is_dir():
         raise CinecubeError(f"--generated {generated} is not a folder")
-    detector, report = train_and_measure(generated, seed=args.seed, real_per_clip=args.real_per_clip,
-                                         progress=lambda m: print(m, file=sys.stderr))
+    detector, report = train_and_measure(
+        generated, seed=args.seed, real_per_clip=args.real_per_clip, progress=lambda m: print(m, file=sys.stderr)
+    )
     out = detector.save(args.out or DEFAULT_DETECTOR_PATH)
     Path(args.report).write_text(json.dumps(report, indent=2))
     test = report["test"]
-    print(f"held-out ROC AUC {test['roc_auc']:.3f} on {test['n']} clips ({test['positives']} generated); "
-          f"at threshold {report['threshold']:.2f}: TPR {test['true_positive_rate']:.1%}, "
-          f"FPR {test['false_positive_rate']:.1%}")
+    print(
+        f"held-out ROC AUC {test['roc_auc']:.3f} on {test['n']} clips ({test['positives']} generated); "
+        f"at threshold {report['threshold']:.2f}: TPR {test['true_positive_rate']:.1%}, "
+        f"FPR {test['false_positive_rate']:.1%}"
+    )
     print(f"wrote {out} and {args.report}")
     return 0

@@ -31,24 +31,38 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     a.add_argument("--seed", type=int, default=1234)
     a.add_argument("--out", default="adherence.json", help="JSON report path")
     a.add_argument("--samples", default=None, help="folder for a contact sheet of the generated videos")
-    a.add_argument("--grid", type=int, default=None,
-                   help="make every case with sides rounded to multiples of this many pixels (a multiple of "
-                        "the model's own cell), e.g. 16 to compare a model of 8-px cells with one of 16-px "
-                        "cells at the same sizes (default: the model's own cell)")
-    a.add_argument("--ceiling", action="store_true",
-                   help="score the world's own renders at the model's sizes, passed through the model's "
-                        "autoencoder: the most any model in that latent space can reach")
+    a.add_argument(
+        "--grid",
+        type=int,
+        default=None,
+        help="make every case with sides rounded to multiples of this many pixels (a multiple of "
+        "the model's own cell), e.g. 16 to compare a model of 8-px cells with one of 16-px "
+        "cells at the same sizes (default: the model's own cell)",
+    )
+    a.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="score the world's own renders at the model's sizes, passed through the model's "
+        "autoencoder: the most any model in that latent space can reach",
+    )
     a.set_defaults(func=cmd_eval_adherence)
 
     f = eval_commands.add_parser("fvd", help="Fréchet Video Distance (Kinetics-400 I3D) between two sets of videos")
     f.add_argument("set_a", nargs="?", help="video file or folder of videos")
     f.add_argument("set_b", nargs="?", help="video file or folder of videos")
-    f.add_argument("--feature", choices=["logits", "pool"], default="logits",
-                   help="I3D embedding: 400-d logits (the FVD reference) or 1024-d pooled features")
+    f.add_argument(
+        "--feature",
+        choices=["logits", "pool"],
+        default="logits",
+        help="I3D embedding: 400-d logits (the FVD reference) or 1024-d pooled features",
+    )
     f.add_argument("--frames", type=int, default=16, help="frames taken from the start of each video (0 = all)")
-    f.add_argument("--check-real", action="store_true",
-                   help="check the I3D port on the held-out real clips instead: top-5 labels, "
-                        "FVD between halves of a clip vs between clips")
+    f.add_argument(
+        "--check-real",
+        action="store_true",
+        help="check the I3D port on the held-out real clips instead: top-5 labels, "
+        "FVD between halves of a clip vs between clips",
+    )
     f.add_argument("--windows-per-half", type=int, default=4, help="16-frame windows per clip half (--check-real)")
     f.add_argument("--out", default=None, help="JSON file for the result")
     f.set_defaults(func=cmd_eval_fvd)
@@ -56,8 +70,9 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     d = eval_commands.add_parser("fid", help="per-frame FID (TF-Inception) between two sets of videos or images")
     d.add_argument("set_a", help="video/image file or folder")
     d.add_argument("set_b", help="video/image file or folder")
-    d.add_argument("--frames-per-video", type=int, default=None,
-                   help="evenly spaced frames used per video (default: all)")
+    d.add_argument(
+        "--frames-per-video", type=int, default=None, help="evenly spaced frames used per video (default: all)"
+    )
     d.add_argument("--out", default=None, help="JSON file for the result")
     d.set_defaults(func=cmd_eval_fid)
 
@@ -70,11 +85,17 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     a.add_argument("--guidance", type=float, default=3.0)
     a.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompt set")
     a.add_argument("--videos-per-prompt", type=int, default=1, help="generated videos shown per prompt")
-    a.add_argument("--fid-frames", type=int, default=None,
-                   help="evenly spaced frames per video for FID (default 4; quick 3)")
+    a.add_argument(
+        "--fid-frames", type=int, default=None, help="evenly spaced frames per video for FID (default 4; quick 3)"
+    )
     check = a.add_mutually_exclusive_group()
-    check.add_argument("--i3d-check", dest="i3d_check", action="store_true", default=None,
-                       help="include the I3D check on real clips (default unless --quick)")
+    check.add_argument(
+        "--i3d-check",
+        dest="i3d_check",
+        action="store_true",
+        default=None,
+        help="include the I3D check on real clips (default unless --quick)",
+    )
     check.add_argument("--no-i3d-check", dest="i3d_check", action="store_false")
     a.set_defaults(func=cmd_eval_all)
 
@@ -98,17 +119,27 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
         frames, height, width = pipe.nearest_allowed(case.frames, case.height, case.width, args.grid)
         if args.ceiling:
             return autoencoder_round_trip(pipe.autoencoder, case.scene, frames, height, width)
-        return pipe(case.prompt, frames=frames, height=height, width=width,
-                    steps=args.steps, guidance=args.guidance, seed=case.seed, progress=False).frames
+        return pipe(
+            case.prompt,
+            frames=frames,
+            height=height,
+            width=width,
+            steps=args.steps,
+            guidance=args.guidance,
+            seed=case.seed,
+            progress=False,
+        ).frames
 
     report = evaluate_adherence(generate, cases, progress=True, samples_dir=args.samples)
     print(report.table())
     out = Path(args.out)
     result = report.to_json()
-    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256,
-                       "grid_px": args.grid or cell_h}
-    result["model"].update({"ceiling": "ground-truth renders through the model's autoencoder"} if args.ceiling
-                           else {"steps": args.steps, "guidance": args.guidance})
+    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256, "grid_px": args.grid or cell_h}
+    result["model"].update(
+        {"ceiling": "ground-truth renders through the model's autoencoder"}
+        if args.ceiling
+        else {"steps": args.steps, "guidance": args.guidance}
+    )
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)
@@ -177,8 +208,10 @@ def cmd_eval_fvd(args: argparse.Namespace) -> int:
         for name, labels in result["top5"].items():
             print(f"{name:<13} " + ", ".join(f"{label} ({p:.0%})" for label, p in labels))
         for feat, s in result["summary"].items():
-            print(f"FVD ({feat}): same-clip halves mean {s['same_clip_halves_mean']:.1f} (max {s['same_max']:.1f}); "
-                  f"different clips mean {s['different_clips_mean']:.1f} (min {s['different_min']:.1f})")
+            print(
+                f"FVD ({feat}): same-clip halves mean {s['same_clip_halves_mean']:.1f} (max {s['same_max']:.1f}); "
+                f"different clips mean {s['different_clips_mean']:.1f} (min {s['different_min']:.1f})"
+            )
     else:
         if args.frames < 0:
             raise CinecubeError(f"--frames must be 0 (all) or positive, got {args.frames}")
@@ -214,10 +247,19 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CinecubeError(f"--out '{out}' exists and is not a folder")
-    results = evaluate_all(out, args.model, quick=args.quick, n_prompts=args.n_prompts, steps=args.steps,
-                           guidance=args.guidance, seed=args.seed, videos_per_prompt=args.videos_per_prompt,
-                           fid_frames=args.fid_frames, i3d_check=args.i3d_check, log=_log)
+    results = evaluate_all(
+        out,
+        args.model,
+        quick=args.quick,
+        n_prompts=args.n_prompts,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        videos_per_prompt=args.videos_per_prompt,
+        fid_frames=args.fid_frames,
+        i3d_check=args.i3d_check,
+        log=_log,
+    )
     print(summary_table(results))
-    print(f"wrote {out / 'report.json'} and {out / 'index.html'} "
-          f"({results['stage_seconds']['total']:.0f} s)")
+    print(f"wrote {out / 'report.json'} and {out / 'index.html'} ({results['stage_seconds']['total']:.0f} s)")
     return 0

@@ -1,6 +1,6 @@
 """`cinecube export`: a checkpoint's inference weights as a small model folder.
 
-    cinecube export CHECKPOINT_OR_RUN --out FOLDER [--dtype bfloat16]
+cinecube export CHECKPOINT_OR_RUN --out FOLDER [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -31,8 +31,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if checkpoint.model_config.autoencoder.kind != "pixel":
         load_model_autoencoder(checkpoint.path, checkpoint.model_config)
         autoencoder_dir = checkpoint.path / AUTOENCODER_DIR
-    path = save_model_folder(args.out, checkpoint.model_config, model, train_config=checkpoint.train_config,
-                           step=checkpoint.step, dtype=getattr(torch, args.dtype), autoencoder_dir=autoencoder_dir)
+    path = save_model_folder(
+        args.out,
+        checkpoint.model_config,
+        model,
+        train_config=checkpoint.train_config,
+        step=checkpoint.step,
+        dtype=getattr(torch, args.dtype),
+        autoencoder_dir=autoencoder_dir,
+    )
     size = (path / WEIGHTS_FILE).stat().st_size / 2**20
     print(f"wrote {path} (step {checkpoint.step}, {size:.1f} MiB, {args.dtype})")
     return 0

@@ -1,10 +1,10 @@
 """Real-footage commands.
 
-    cinecube data build --world shapes|fashion|pans|mix --n N --out DIR [--seed --min-size --max-size --frames]
-    cinecube data inspect DIR
-    cinecube reconstruct IN -o OUT [--autoencoder PATH | --model M] [--max-frames N]
-    cinecube eval autoencoder [--autoencoder PATH | --model M] [--clips a,b] [--max-frames 33]
-                              [--max-side N] [--out ae.json] [--images DIR]
+cinecube data build --world shapes|fashion|pans|mix --n N --out DIR [--seed --min-size --max-size --frames]
+cinecube data inspect DIR
+cinecube reconstruct IN -o OUT [--autoencoder PATH | --model M] [--max-frames N]
+cinecube eval autoencoder [--autoencoder PATH | --model M] [--clips a,b] [--max-frames 33]
+                          [--max-side N] [--out ae.json] [--images DIR]
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     build.add_argument("--n", type=int, required=True, help="number of clips")
     build.add_argument("--out", required=True, help="folder to create (must not hold a corpus already)")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--split", choices=["train", "eval"], default="train",
-                       help="eval: Fashion-MNIST test images and held-out photos")
+    build.add_argument(
+        "--split",
+        choices=["train", "eval"],
+        default="train",
+        help="eval: Fashion-MNIST test images and held-out photos",
+    )
     build.add_argument("--min-size", type=int, default=64, help="smallest side in pixels (multiple of 8)")
     build.add_argument("--max-size", type=int, default=128, help="largest side in pixels")
     build.add_argument("--frames", type=int, default=33, help="frames per clip (default 33, 8 fps)")
@@ -60,11 +64,15 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 
 def _autoencoder_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--autoencoder", default=None,
-                       help="autoencoder checkpoint folder (save_autoencoder) or autoencoder run folder")
-    group.add_argument("--model", default=None,
-                       help="use this model's autoencoder (default: the bundled model's, or the bundled "
-                            "autoencoder when that model works on pixels)")
+    group.add_argument(
+        "--autoencoder", default=None, help="autoencoder checkpoint folder (save_autoencoder) or autoencoder run folder"
+    )
+    group.add_argument(
+        "--model",
+        default=None,
+        help="use this model's autoencoder (default: the bundled model's, or the bundled "
+        "autoencoder when that model works on pixels)",
+    )
 
 
 def load_command_autoencoder(autoencoder: str | None, model: str | None):
@@ -79,6 +87,7 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
         return ae, f"causal3d autoencoder from {autoencoder}"
     if model is None:
         from ..pipeline import default_model_dir
+
         model_path, label = default_model_dir(), "the bundled model"
     else:
         model_path, label = Path(model), model
@@ -86,19 +95,28 @@ def load_command_autoencoder(autoencoder: str | None, model: str | None):
     config = checkpoint.model_config.autoencoder
     if config.kind == "pixel":
         return PixelAutoencoder(config), f"{label} uses the pixel autoencoder: the identity (no compression)"
-    return (load_model_autoencoder(checkpoint.path, checkpoint.model_config),
-            f"{config.kind} autoencoder of {label}")
+    return (load_model_autoencoder(checkpoint.path, checkpoint.model_config), f"{config.kind} autoencoder of {label}")
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
     from ..data.corpus import build_corpus
 
-    manifest = build_corpus(args.out, args.world, args.n, seed=args.seed, split=args.split,
-                            min_size=args.min_size, max_size=args.max_size, frames=args.frames,
-                            progress=True)  # shown in logs too, like `train`
+    manifest = build_corpus(
+        args.out,
+        args.world,
+        args.n,
+        seed=args.seed,
+        split=args.split,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        frames=args.frames,
+        progress=True,
+    )  # shown in logs too, like `train`
     worlds = ", ".join(f"{k} {v}" for k, v in manifest["worlds"].items())
-    print(f"wrote {args.n} clips to {args.out} ({worlds}) in {manifest['seconds']:.1f} s "
-          f"({manifest['clips_per_second']} clips/s)")
+    print(
+        f"wrote {args.n} clips to {args.out} ({worlds}) in {manifest['seconds']:.1f} s "
+        f"({manifest['clips_per_second']} clips/s)"
+    )
     return 0
 
 
@@ -109,12 +127,16 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{summary['folder']}: {summary['videos']} readable captioned videos, "
-          f"{summary['total_seconds']:.1f} s in all ({summary['mean_seconds']:.2f} s each on average)")
+    print(
+        f"{summary['folder']}: {summary['videos']} readable captioned videos, "
+        f"{summary['total_seconds']:.1f} s in all ({summary['mean_seconds']:.2f} s each on average)"
+    )
     if summary["videos"]:
-        print(f"  heights {summary['height_range'][0]}-{summary['height_range'][1]}, "
-              f"widths {summary['width_range'][0]}-{summary['width_range'][1]}; "
-              f"common sizes (WxH): {', '.join(f'{k} x{v}' for k, v in summary['common_sizes'].items())}")
+        print(
+            f"  heights {summary['height_range'][0]}-{summary['height_range'][1]}, "
+            f"widths {summary['width_range'][0]}-{summary['width_range'][1]}; "
+            f"common sizes (WxH): {', '.join(f'{k} x{v}' for k, v in summary['common_sizes'].items())}"
+        )
         print(f"  worlds: {', '.join(f'{k} {v}' for k, v in summary['worlds'].items())}")
     skipped = summary["skipped"]
     print(f"  skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) if skipped else 'none'}")
@@ -129,7 +151,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise CinecubeError(f"--max-frames must be at least 1, got {args.max_frames}")
-    info = video_info(args.input)                       # fails early on an unreadable input
+    info = video_info(args.input)  # fails early on an unreadable input
     frames_wanted = info["frames"] if args.max_frames is None else min(info["frames"], args.max_frames)
     check_output_path(args.output, frames_wanted)
     autoencoder, description = load_command_autoencoder(args.autoencoder, args.model)
@@ -139,17 +161,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     else:
         # Only the frames wanted are decoded; [:H, :W] drops the even-size padding of odd-sized
         # mp4s written by cinecube (video_info reports their true size).
-        frames = read_frames(args.input, None, args.max_frames)[:, :info["height"], :info["width"]]
+        frames = read_frames(args.input, None, args.max_frames)[:, : info["height"], : info["width"]]
         fps = info["fps"]
-    frames = frames[:args.max_frames] if args.max_frames else frames
+    frames = frames[: args.max_frames] if args.max_frames else frames
     t, h, w = frames.shape[:3]
     check_output_path(args.output, t)
     padded = pad_to_grid(frames, autoencoder)
     reconstruction = round_trip(autoencoder, padded)[:t, :h, :w]
     write_video(args.output, reconstruction, fps=fps)
     print(f"{description}")
-    print(f"wrote {args.output} ({t} frames, {w}x{h}, {fps:g} fps; PSNR {psnr(frames, reconstruction):.2f} dB; "
-          f"{time.time() - started:.1f} s)")
+    print(
+        f"wrote {args.output} ({t} frames, {w}x{h}, {fps:g} fps; PSNR {psnr(frames, reconstruction):.2f} dB; "
+        f"{time.time() - started:.1f} s)"
+    )
     return 0
 
 
@@ -164,13 +188,20 @@ def cmd_eval_autoencoder(args: argparse.Namespace) -> int:
         raise CinecubeError(f"--out '{out}': folder '{out.parent}' does not exist")
     autoencoder, description = load_command_autoencoder(args.autoencoder, args.model)
     print(description)
-    report = evaluate_autoencoder(autoencoder, clips, max_frames=args.max_frames,
-                                  out_dir=Path(args.images) if args.images else None, max_side=args.max_side,
-                                  progress=print)
+    report = evaluate_autoencoder(
+        autoencoder,
+        clips,
+        max_frames=args.max_frames,
+        out_dir=Path(args.images) if args.images else None,
+        max_side=args.max_side,
+        progress=print,
+    )
     report["autoencoder"] = args.autoencoder or args.model or "bundled model"
     report["description"] = description
-    print(f"mean PSNR {report['mean_psnr']:.2f} dB, mean SSIM {report['mean_ssim']:.4f} over "
-          f"{len(report['clips'])} clips at {report['compression']} compression ({report['seconds']:.1f} s)")
+    print(
+        f"mean PSNR {report['mean_psnr']:.2f} dB, mean SSIM {report['mean_ssim']:.4f} over "
+        f"{len(report['clips'])} clips at {report['compression']} compression ({report['seconds']:.1f} s)"
+    )
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(out)

@@ -33,41 +33,61 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 def add_safety_arguments(p: argparse.ArgumentParser) -> None:
     """Every command that writes generated media takes the same safety switches."""
     g = p.add_argument_group("safety and provenance (all stages on by default)")
-    g.add_argument("--frame-action", choices=["block", "blur"], default="block",
-                   help="what frame review does when it finds a face (default: block the output)")
+    g.add_argument(
+        "--frame-action",
+        choices=["block", "blur"],
+        default="block",
+        help="what frame review does when it finds a face (default: block the output)",
+    )
     g.add_argument("--signing-key", default=None, help="an organisation's PKCS#8 signing key (PEM)")
     g.add_argument("--signing-chain", default=None, help="its certificate chain (PEM, leaf first)")
     g.add_argument("--audit-log", default=None, help="audit log file (default: <config dir>/audit.jsonl)")
     for stage in ("prompt-policy", "frame-review", "watermark", "c2pa", "audit"):
-        g.add_argument(f"--unsafe-skip-{stage}", action="store_true",
-                       help=f"research only: skip the {stage.replace('-', ' ')} stage")
+        g.add_argument(
+            f"--unsafe-skip-{stage}",
+            action="store_true",
+            help=f"research only: skip the {stage.replace('-', ' ')} stage",
+        )
 
 
 def safety_settings_from(args: argparse.Namespace):
     from ..safety.guard import SafetySettings
 
-    return SafetySettings(prompt_policy=not args.unsafe_skip_prompt_policy,
-                          frame_review=not args.unsafe_skip_frame_review, frame_action=args.frame_action,
-                          watermark=not args.unsafe_skip_watermark, c2pa=not args.unsafe_skip_c2pa,
-                          audit=not args.unsafe_skip_audit, audit_path=args.audit_log,
-                          signing_key=args.signing_key, signing_chain=args.signing_chain)
+    return SafetySettings(
+        prompt_policy=not args.unsafe_skip_prompt_policy,
+        frame_review=not args.unsafe_skip_frame_review,
+        frame_action=args.frame_action,
+        watermark=not args.unsafe_skip_watermark,
+        c2pa=not args.unsafe_skip_c2pa,
+        audit=not args.unsafe_skip_audit,
+        audit_path=args.audit_log,
+        signing_key=args.signing_key,
+        signing_chain=args.signing_chain,
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline, check_output_path
 
-    check_output_path(args.output, args.frames)   # fail before any work is done
+    check_output_path(args.output, args.frames)  # fail before any work is done
     safety = safety_settings_from(args)
     started = time.time()
     pipe = Pipeline.from_pretrained(args.model, safety=safety)
-    video = pipe(args.prompt, frames=args.frames, height=args.height, width=args.width,
-                 steps=args.steps, guidance=args.guidance, seed=args.seed, sampler=args.sampler,
-                 progress=sys.stderr.isatty())
+    video = pipe(
+        args.prompt,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        sampler=args.sampler,
+        progress=sys.stderr.isatty(),
+    )
     video.fps = args.fps
     path = video.save(args.output)
     result = video.published
-    print(f"wrote {path} ({args.frames} frames, {args.width}x{args.height}, "
-          f"{time.time() - started:.1f} s)")
+    print(f"wrote {path} ({args.frames} frames, {args.width}x{args.height}, {time.time() - started:.1f} s)")
     if result.watermark_payload:
         print(f"  watermark payload {result.watermark_payload}; output sha256 {result.output_sha256[:16]}...")
     if result.skipped:

@@ -1,7 +1,7 @@
 """`cinecube train`: train (or resume, or start from another model) a diffusion transformer.
 
-    cinecube train --preset tiny --world shapes --steps N --out runs/NAME [--resume]
-    cinecube train --preset small --latents CACHE --init-from MODEL --out runs/NAME
+cinecube train --preset tiny --world shapes --steps N --out runs/NAME [--resume]
+cinecube train --preset small --latents CACHE --init-from MODEL --out runs/NAME
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import CinecubeError
 
-MAX_DEPTH = 64   # transformer blocks `train --depth` accepts
+MAX_DEPTH = 64  # transformer blocks `train --depth` accepts
 
 
 def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubParsersAction) -> None:
@@ -22,32 +22,54 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p = commands.add_parser("train", help="train a model on a world")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     p.add_argument("--world", default="shapes", help="shapes, fashion, pans or mix")
-    p.add_argument("--autoencoder", default=None,
-                   help="train in the latent space of this trained autoencoder (folder or run); the run keeps a copy")
-    p.add_argument("--latents", default=None,
-                   help="read cached latents (`cinecube data cache-latents`) instead of rendering and encoding; "
-                        "several caches of one autoencoder, comma-separated, are read as one")
-    p.add_argument("--patch-size", default=None,
-                   help="spacetime patch T,H,W in latent cells (default: the preset's; 1,2,2 with an autoencoder); "
-                        "with --init-from a model of coarser cubes that these divide, the model is refined: "
-                        "it keeps what it learned and sees each video in more, smaller cubes")
+    p.add_argument(
+        "--autoencoder",
+        default=None,
+        help="train in the latent space of this trained autoencoder (folder or run); the run keeps a copy",
+    )
+    p.add_argument(
+        "--latents",
+        default=None,
+        help="read cached latents (`cinecube data cache-latents`) instead of rendering and encoding; "
+        "several caches of one autoencoder, comma-separated, are read as one",
+    )
+    p.add_argument(
+        "--patch-size",
+        default=None,
+        help="spacetime patch T,H,W in latent cells (default: the preset's; 1,2,2 with an autoencoder); "
+        "with --init-from a model of coarser cubes that these divide, the model is refined: "
+        "it keeps what it learned and sees each video in more, smaller cubes",
+    )
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    p.add_argument("--init-from", default=None,
-                   help="start a new run from this model's weights (same architecture, fewer blocks: "
-                        "see --depth, or coarser cubes: see --patch-size), fresh optimizer")
-    p.add_argument("--depth", type=int, default=None,
-                   help="transformer blocks (default: the preset's); with --init-from a shallower model, "
-                        "the model grows: the extra blocks start as the identity")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start a new run from this model's weights (same architecture, fewer blocks: "
+        "see --depth, or coarser cubes: see --patch-size), fresh optimizer",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=None,
+        help="transformer blocks (default: the preset's); with --init-from a shallower model, "
+        "the model grows: the extra blocks start as the identity",
+    )
     p.add_argument("--tokens-per-step", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--cooldown-steps", type=int, default=None,
-                   help="decay the learning rate linearly to 0 over the last this many of --steps "
-                        "(default 0: constant after warm-up); works on --resume too")
-    p.add_argument("--bf16", action="store_true",
-                   help="bf16 autocast where bf16 matmuls measure faster than fp32 (base and large ask "
-                        "for it already)")
+    p.add_argument(
+        "--cooldown-steps",
+        type=int,
+        default=None,
+        help="decay the learning rate linearly to 0 over the last this many of --steps "
+        "(default 0: constant after warm-up); works on --resume too",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast where bf16 matmuls measure faster than fp32 (base and large ask for it already)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--sample-every", type=int, default=None)
@@ -66,7 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not 1 <= args.depth <= MAX_DEPTH:
             raise CinecubeError(f"--depth must be 1..{MAX_DEPTH}, got {args.depth}")
         model_config = dataclasses.replace(
-            model_config, transformer=dataclasses.replace(model_config.transformer, depth=args.depth))
+            model_config, transformer=dataclasses.replace(model_config.transformer, depth=args.depth)
+        )
     run_json = Path(args.out) / "run.json"
     if args.resume and checkpoint_dirs(args.out) and run_json.exists():
         # A resumed run keeps its own configs; only the step count may be extended.
@@ -74,11 +97,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_config = TrainConfig.from_dict(saved["train"])
         model_config = ModelConfig.from_dict(saved["model"])
         if args.depth is not None and args.depth != model_config.transformer.depth:
-            raise CinecubeError(f"--depth {args.depth} cannot apply to '{args.out}': the run has "
-                                f"{model_config.transformer.depth} blocks; drop --depth or choose another --out")
-    overrides = {"steps": args.steps, "tokens_per_step": args.tokens_per_step, "lr": args.lr,
-                 "seed": args.seed, "checkpoint_every": args.checkpoint_every,
-                 "sample_every": args.sample_every, "cooldown_steps": args.cooldown_steps}
+            raise CinecubeError(
+                f"--depth {args.depth} cannot apply to '{args.out}': the run has "
+                f"{model_config.transformer.depth} blocks; drop --depth or choose another --out"
+            )
+    overrides = {
+        "steps": args.steps,
+        "tokens_per_step": args.tokens_per_step,
+        "lr": args.lr,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+        "sample_every": args.sample_every,
+        "cooldown_steps": args.cooldown_steps,
+    }
     if args.bf16:
         overrides["bf16"] = True
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -89,23 +120,35 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train_config = dataclasses.replace(train_config, **overrides)
     if not 0 <= train_config.cooldown_steps <= train_config.steps:
-        raise CinecubeError(f"--cooldown-steps must be 0..{train_config.steps} (the run's steps), "
-                            f"got {train_config.cooldown_steps}")
+        raise CinecubeError(
+            f"--cooldown-steps must be 0..{train_config.steps} (the run's steps), got {train_config.cooldown_steps}"
+        )
     if args.latents is not None:
         args.latents = [part for part in args.latents.split(",") if part]
     resuming = args.resume and checkpoint_dirs(args.out) and run_json.exists()
     if not resuming:
-        model_config = _latent_space_config(model_config, args.autoencoder, args.latents, args.patch_size,
-                                            args.init_from)
-    result = train(model_config, train_config, args.out, world=args.world, resume=args.resume,
-                   device=args.device, progress=True, init_from=args.init_from,
-                   autoencoder=args.autoencoder, latents=args.latents)
+        model_config = _latent_space_config(
+            model_config, args.autoencoder, args.latents, args.patch_size, args.init_from
+        )
+    result = train(
+        model_config,
+        train_config,
+        args.out,
+        world=args.world,
+        resume=args.resume,
+        device=args.device,
+        progress=True,
+        init_from=args.init_from,
+        autoencoder=args.autoencoder,
+        latents=args.latents,
+    )
     print(f"trained to step {result.step}, last loss {result.last_loss:.4f}; run folder {result.run_dir}")
     return 0
 
 
-def _latent_space_config(model_config, autoencoder: str | None, latents: str | None, patch_size: str | None,
-                        init_from: str | None = None):
+def _latent_space_config(
+    model_config, autoencoder: str | None, latents: str | None, patch_size: str | None, init_from: str | None = None
+):
     """The model config with the autoencoder of --autoencoder (or of the --latents cache) and
     its latent channels; the patch defaults to that of the --init-from model, or else to 1x2x2
     latent cells in latent space."""
@@ -123,7 +166,9 @@ def _latent_space_config(model_config, autoencoder: str | None, latents: str | N
     if ae_config is not None:
         model_config = dataclasses.replace(model_config, autoencoder=ae_config, patch_size=(1, 2, 2))
     if init_from is not None and patch_size is None:
-        model_config = dataclasses.replace(model_config, patch_size=load_model_folder(init_from).model_config.patch_size)
+        model_config = dataclasses.replace(
+            model_config, patch_size=load_model_folder(init_from).model_config.patch_size
+        )
     if patch_size is not None:
         try:
             patch = tuple(int(x) for x in patch_size.split(","))

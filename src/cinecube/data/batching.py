@@ -16,7 +16,7 @@ import numpy as np
 
 
 class CaptionedVideo(Protocol):
-    video: np.ndarray      # (T, H, W, 3) uint8
+    video: np.ndarray  # (T, H, W, 3) uint8
     caption: str
 
 
@@ -28,7 +28,7 @@ class SizedWorld(Protocol):
 class SizeMix:
     """Which canvases and durations the stream draws from."""
 
-    canvases: tuple[tuple[int, int], ...]   # (height, width)
+    canvases: tuple[tuple[int, int], ...]  # (height, width)
     frame_counts: tuple[int, ...]
 
 
@@ -41,8 +41,16 @@ class TokenBudgetStream:
     small ones), so the mix covers both.
     """
 
-    def __init__(self, world: SizedWorld, mix: SizeMix, tokens_of: Callable[[int, int, int], int],
-                 tokens_per_step: int, max_tokens_per_video: int, seed: int = 0, next_index: int = 0):
+    def __init__(
+        self,
+        world: SizedWorld,
+        mix: SizeMix,
+        tokens_of: Callable[[int, int, int], int],
+        tokens_per_step: int,
+        max_tokens_per_video: int,
+        seed: int = 0,
+        next_index: int = 0,
+    ):
         self.world = world
         self.mix = mix
         self.tokens_of = tokens_of
@@ -70,7 +78,7 @@ class TokenBudgetStream:
             frames, height, width = self.size_of(self.next_index)
             tokens = self.tokens_of(frames, height, width)
             if batch and used + tokens > self.tokens_per_step:
-                return batch   # this video opens the next batch
+                return batch  # this video opens the next batch
             batch.append(self.world.sample_at(self.next_index, height, width, frames))
             used += tokens
             self.next_index += 1

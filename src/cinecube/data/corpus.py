@@ -48,7 +48,7 @@ class ShapesAdapter:
         from .shapes import ShapesWorld, WorldConfig
 
         config = WorldConfig(phrasing="train" if split == "train" else "heldout")
-        if object_counts is not None:     # P(1), P(2), P(3) objects, e.g. more crowded scenes
+        if object_counts is not None:  # P(1), P(2), P(3) objects, e.g. more crowded scenes
             config = dataclasses.replace(config, object_count_weights=tuple(float(w) for w in object_counts))
         self.world = ShapesWorld(config, seed=seed)
 
@@ -84,22 +84,26 @@ class MixedWorld:
 
 
 def parse_object_counts(text: str) -> tuple[float, float, float]:
-    """"0.2,0.4,0.4" -> the shapes world's weights of 1, 2 and 3 objects a scene."""
+    """ "0.2,0.4,0.4" -> the shapes world's weights of 1, 2 and 3 objects a scene."""
     try:
         weights = tuple(float(part) for part in text.split(","))
     except ValueError:
         weights = ()
     if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
-        raise CinecubeError(f"--object-counts {text!r} is not allowed: give three non-negative weights of "
-                            "1, 2 and 3 objects a scene with a positive sum, e.g. 0.2,0.4,0.4 (default 0.6,0.25,0.15)")
+        raise CinecubeError(
+            f"--object-counts {text!r} is not allowed: give three non-negative weights of "
+            "1, 2 and 3 objects a scene with a positive sum, e.g. 0.2,0.4,0.4 (default 0.6,0.25,0.15)"
+        )
     return weights  # type: ignore[return-value]
 
 
 def check_object_counts_apply(world: str | None, object_counts: Sequence[float] | None) -> None:
     """Object-count weights exist only in the shapes world (alone or inside mix); None: a corpus."""
     if object_counts is not None and world not in ("shapes", "mix"):
-        raise CinecubeError("--object-counts applies to the shapes world (--world shapes or mix), "
-                            f"not to {'a corpus' if world is None else repr(world)}")
+        raise CinecubeError(
+            "--object-counts applies to the shapes world (--world shapes or mix), "
+            f"not to {'a corpus' if world is None else repr(world)}"
+        )
 
 
 def make_world(name: str, split: str = "train", seed: int = 0, object_counts: Sequence[float] | None = None):
@@ -112,18 +116,24 @@ def make_world(name: str, split: str = "train", seed: int = 0, object_counts: Se
         return ShapesAdapter(split, seed, object_counts)
     if name == "fashion":
         from .fashion import FashionWorld
+
         return FashionWorld(split, seed)
     if name == "pans":
         from .pans import PansWorld
+
         return PansWorld(split, seed)
     if name == "mix":
-        return MixedWorld({n: make_world(n, split, seed, object_counts if n == "shapes" else None)
-                           for n in MIX_WEIGHTS}, MIX_WEIGHTS, seed)
+        return MixedWorld(
+            {n: make_world(n, split, seed, object_counts if n == "shapes" else None) for n in MIX_WEIGHTS},
+            MIX_WEIGHTS,
+            seed,
+        )
     raise CinecubeError(f"unknown world {name!r}; allowed: {', '.join(WORLD_NAMES)}")
 
 
-def draw_size(rng: np.random.Generator, min_size: int, max_size: int, multiple: int = 8,
-              max_aspect: float = 2.0) -> tuple[int, int]:
+def draw_size(
+    rng: np.random.Generator, min_size: int, max_size: int, multiple: int = 8, max_aspect: float = 2.0
+) -> tuple[int, int]:
     """(height, width), each a multiple of `multiple` in [min_size, max_size], aspect at most max_aspect."""
     sides = np.arange(-(-min_size // multiple) * multiple, max_size + 1, multiple)
     if len(sides) == 0:
@@ -134,10 +144,14 @@ def draw_size(rng: np.random.Generator, min_size: int, max_size: int, multiple: 
             return h, w
 
 
-def corpus_source(train: Any, worlds: Sequence[str] = ("pans", "fashion", "shapes"),
-                  weights: dict[str, float] | None = None, canvases: Sequence[tuple[int, int]] | None = None,
-                  frame_counts: Sequence[int] | None = None, folder: str | Path | None = None
-                  ) -> Callable[[int], list[np.ndarray]]:
+def corpus_source(
+    train: Any,
+    worlds: Sequence[str] = ("pans", "fashion", "shapes"),
+    weights: dict[str, float] | None = None,
+    canvases: Sequence[tuple[int, int]] | None = None,
+    frame_counts: Sequence[int] | None = None,
+    folder: str | Path | None = None,
+) -> Callable[[int], list[np.ndarray]]:
     """A `VideoSource` (step -> uint8 (T, H, W, 3) videos) for `train_autoencoder`.
 
     Step s gets videos s*n .. s*n+n-1 (n = train.videos_per_step) of the mixed worlds, sizes
@@ -199,9 +213,19 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build_corpus(out_dir: str | Path, world: str = "mix", n: int = 100, *, seed: int = 0, split: str = "train",
-                 min_size: int = 64, max_size: int = 128, frames: int = 33, fps: float = CORPUS_FPS,
-                 progress: bool = True) -> dict[str, Any]:
+def build_corpus(
+    out_dir: str | Path,
+    world: str = "mix",
+    n: int = 100,
+    *,
+    seed: int = 0,
+    split: str = "train",
+    min_size: int = 64,
+    max_size: int = 128,
+    frames: int = 33,
+    fps: float = CORPUS_FPS,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write `n` clips of a world into `out_dir` (mp4 + captions.jsonl); returns the manifest.
 
     Canvas sides are multiples of 8 in [min_size, max_size] (aspect at most 2:1), every clip
@@ -239,9 +263,19 @@ def build_corpus(out_dir: str | Path, world: str = "mix", n: int = 100, *, seed:
         captions.append(json.dumps({"video": name, "caption": sample.caption, "world": kind}))
         truths.append(json.dumps({"video": name, **sample.truth}))
     seconds = time.time() - started
-    manifest = {"world": world, "split": split, "n": n, "seed": seed, "min_size": min_size, "max_size": max_size,
-                "frames": frames, "fps": fps, "worlds": dict(worlds), "seconds": round(seconds, 2),
-                "clips_per_second": round(n / seconds, 2) if seconds > 0 else None}
+    manifest = {
+        "world": world,
+        "split": split,
+        "n": n,
+        "seed": seed,
+        "min_size": min_size,
+        "max_size": max_size,
+        "frames": frames,
+        "fps": fps,
+        "worlds": dict(worlds),
+        "seconds": round(seconds, 2),
+        "clips_per_second": round(n / seconds, 2) if seconds > 0 else None,
+    }
     _atomic_write_text(out / "truth.jsonl", "\n".join(truths) + "\n")
     _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     _atomic_write_text(out / "captions.jsonl", "\n".join(captions) + "\n")
@@ -290,7 +324,9 @@ def inspect_corpus(folder: str | Path, fps: float = CORPUS_FPS) -> dict[str, Any
         durations.append(info["frames"] / info["fps"])
         worlds[world_of.get(entry.path.resolve()) or "user"] += 1
     return {
-        "folder": str(folder), "videos": good, "skipped": dict(skipped),
+        "folder": str(folder),
+        "videos": good,
+        "skipped": dict(skipped),
         "worlds": dict(worlds),
         "total_seconds": round(float(sum(durations)), 2),
         "mean_seconds": round(float(np.mean(durations)), 3) if durations else 0.0,

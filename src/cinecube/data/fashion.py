@@ -28,20 +28,37 @@ from .pans import SCENE_PHOTOS, FootageSample, SeededWorld, random_crop, scene_p
 from .shapes import visible_colors
 from .vocab import BACKGROUND_COLORS, MOTION_VECTORS, OBJECT_COLORS
 
-CLASS_NAMES: tuple[str, ...] = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-                                "sneaker", "bag", "ankle boot")
+CLASS_NAMES: tuple[str, ...] = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
 # How a caption names one item of each class.
 CLASS_NOUNS: dict[str, str] = {"trouser": "pair of trousers"}
 SPLIT_FILES = {"train": "train", "eval": "t10k"}
 
 MOTIONS: tuple[str, ...] = tuple(MOTION_VECTORS) + ("still",)
-MOTION_WEIGHTS = np.array([3, 3, 2, 2, 1, 1, 1, 1, 2], dtype=np.float64)   # more straight moves
+MOTION_WEIGHTS = np.array([3, 3, 2, 2, 1, 1, 1, 1, 2], dtype=np.float64)  # more straight moves
 DEFAULT_CANVASES: tuple[tuple[int, int], ...] = (
-    (48, 48), (64, 64), (48, 80), (80, 48), (64, 96), (96, 64), (96, 96), (72, 128),
+    (48, 48),
+    (64, 64),
+    (48, 80),
+    (80, 48),
+    (64, 96),
+    (96, 64),
+    (96, 96),
+    (72, 128),
 )
 DEFAULT_FRAME_COUNTS: tuple[int, ...] = (1, 5, 9, 17, 25, 33)
 PHOTO_BACKGROUND_PROB = 0.7
-SIZE_RANGE = (0.38, 0.62)            # item side as a fraction of the canvas's shorter side
+SIZE_RANGE = (0.38, 0.62)  # item side as a fraction of the canvas's shorter side
 # Per-frame speed as a fraction of the canvas extent along the motion: 40 % over 16 frames,
 # as in the shapes world.
 BASE_SPEED = 0.40 / 15
@@ -57,8 +74,12 @@ _DIRECTIONS = {
     "down-left": ("down and to the left", "diagonally down-left"),
     "down-right": ("down and to the right", "diagonally down-right"),
 }
-_MOVING = ("{obj} moving {dir}", "{obj} sliding {speed}{dir}", "{obj} drifting {speed}{dir}",
-           "{obj} that moves {speed}{dir}")
+_MOVING = (
+    "{obj} moving {dir}",
+    "{obj} sliding {speed}{dir}",
+    "{obj} drifting {speed}{dir}",
+    "{obj} that moves {speed}{dir}",
+)
 _STILL = ("{obj} lying still", "{obj} that stays still", "{obj} resting in place")
 _OVER_PHOTO = (" over {bg}", " in front of {bg}", " on top of {bg}", ", background: {bg}")
 _OVER_COLOR = (" on a plain {bg} background", " over a {bg} backdrop", ", {bg} background")
@@ -103,7 +124,7 @@ def _sprite(image: np.ndarray, side: int, tint: np.ndarray | None) -> tuple[np.n
     gray = np.clip(gray, 0.0, 1.0)
     alpha = np.clip(gray * 3.0, 0.0, 1.0)
     shade = 0.45 + 0.55 * gray
-    color = (tint / 255.0 if tint is not None else np.array([0.92, 0.92, 0.92], dtype=np.float32))
+    color = tint / 255.0 if tint is not None else np.array([0.92, 0.92, 0.92], dtype=np.float32)
     rgb = (shade[..., None] * color[None, None, :] * 255.0).astype(np.float32) * alpha[..., None]
     padded = np.pad(alpha, 2)
     kernel = np.ones((3, 3), np.uint8)
@@ -116,8 +137,9 @@ def _warp(image: np.ndarray, dx: float, dy: float, height: int, width: int) -> n
     import cv2
 
     matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float64)
-    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
 
 
 class FashionWorld(SeededWorld):
@@ -130,9 +152,14 @@ class FashionWorld(SeededWorld):
 
     _salt = 13
 
-    def __init__(self, split: str = "train", seed: int = 0, max_objects: int = 2,
-                 canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
-                 frame_counts: tuple[int, ...] = DEFAULT_FRAME_COUNTS):
+    def __init__(
+        self,
+        split: str = "train",
+        seed: int = 0,
+        max_objects: int = 2,
+        canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
+        frame_counts: tuple[int, ...] = DEFAULT_FRAME_COUNTS,
+    ):
         if max_objects not in (1, 2):
             raise ValueError(f"max_objects must be 1 or 2, got {max_objects}")
         self.split, self.seed, self.max_objects = split, seed, max_objects
@@ -154,8 +181,9 @@ class FashionWorld(SeededWorld):
         canvas[:] = BACKGROUND_COLORS[name]
         return canvas, name, "color"
 
-    def _trajectory(self, rng: np.random.Generator, side: int, height: int, width: int, frames: int,
-                    motion: str, speed: float) -> np.ndarray:
+    def _trajectory(
+        self, rng: np.random.Generator, side: int, height: int, width: int, frames: int, motion: str, speed: float
+    ) -> np.ndarray:
         """Centres (T, 2) as (x, y) pixel-index coordinates, keeping the item inside the canvas."""
         lo_x, hi_x = (side - 1) / 2.0, width - 1 - (side - 1) / 2.0
         lo_y, hi_y = (side - 1) / 2.0, height - 1 - (side - 1) / 2.0
@@ -170,10 +198,12 @@ class FashionWorld(SeededWorld):
         caps = [room / (abs(d) * steps) for d, room in ((dx, hi_x - lo_x), (dy, hi_y - lo_y)) if d]
         v = min(v, max(0.0, min(caps)))
         travel = np.array([dx * v * steps, dy * v * steps])
-        start = np.array([
-            rng.uniform(lo_x + max(0.0, -travel[0]), max(lo_x + max(0.0, -travel[0]), hi_x - max(0.0, travel[0]))),
-            rng.uniform(lo_y + max(0.0, -travel[1]), max(lo_y + max(0.0, -travel[1]), hi_y - max(0.0, travel[1]))),
-        ])
+        start = np.array(
+            [
+                rng.uniform(lo_x + max(0.0, -travel[0]), max(lo_x + max(0.0, -travel[0]), hi_x - max(0.0, travel[0]))),
+                rng.uniform(lo_y + max(0.0, -travel[1]), max(lo_y + max(0.0, -travel[1]), hi_y - max(0.0, travel[1]))),
+            ]
+        )
         t = np.arange(frames, dtype=np.float64)[:, None]
         return start[None] + t * np.array([dx * v, dy * v])[None]
 
@@ -185,7 +215,7 @@ class FashionWorld(SeededWorld):
         short = min(height, width)
         objects, phrases = [], []
         motions_used: set[str] = set()
-        for k in range(count):
+        for _ in range(count):
             index = int(rng.integers(len(self.images)))
             label = CLASS_NAMES[int(self.labels[index])]
             # On a plain colour only colours that stand out from it (no white on white).
@@ -202,11 +232,21 @@ class FashionWorld(SeededWorld):
                 motion = str(rng.choice(choices, p=weights / weights.sum()))
             motions_used.add(motion)
             speed_word = "" if motion == "still" else str(rng.choice(tuple(SPEEDS), p=(0.25, 0.5, 0.25)))
-            centers = self._trajectory(rng, side, height, width, frames, motion,
-                                       SPEEDS[speed_word] * rng.uniform(0.9, 1.1))
-            objects.append({"label": label, "class_index": CLASS_NAMES.index(label), "image_index": index,
-                            "color": color, "motion": motion, "speed": speed_word or "normal",
-                            "size_px": side, "centers": np.round(centers, 3).tolist()})
+            centers = self._trajectory(
+                rng, side, height, width, frames, motion, SPEEDS[speed_word] * rng.uniform(0.9, 1.1)
+            )
+            objects.append(
+                {
+                    "label": label,
+                    "class_index": CLASS_NAMES.index(label),
+                    "image_index": index,
+                    "color": color,
+                    "motion": motion,
+                    "speed": speed_word or "normal",
+                    "size_px": side,
+                    "centers": np.round(centers, 3).tolist(),
+                }
+            )
             phrases.append(self._phrase(rng, label, color, motion, speed_word, frames))
 
         video = np.empty((frames, height, width, 3), dtype=np.uint8)
@@ -220,7 +260,7 @@ class FashionWorld(SeededWorld):
                 cx, cy = obj["centers"][t]
                 half = (obj["size_px"] - 1) / 2.0
                 ring = _warp(outline, cx - half - 2, cy - half - 2, height, width)[..., None]
-                canvas *= 1.0 - 0.85 * ring                          # dark outline under the item
+                canvas *= 1.0 - 0.85 * ring  # dark outline under the item
                 a = _warp(alpha, cx - half, cy - half, height, width)[..., None]
                 canvas = canvas * (1.0 - a) + _warp(rgb, cx - half, cy - half, height, width)
             video[t] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
@@ -231,13 +271,17 @@ class FashionWorld(SeededWorld):
         else:
             tail = _OVER_COLOR[int(rng.integers(len(_OVER_COLOR)))].format(bg=bg_name)
         caption = body + tail
-        truth = {"world": "fashion", "split": self.split, "background": bg_name, "background_kind": bg_kind,
-                 "objects": objects}
+        truth = {
+            "world": "fashion",
+            "split": self.split,
+            "background": bg_name,
+            "background_kind": bg_kind,
+            "objects": objects,
+        }
         return FootageSample(video, caption, truth)
 
     @staticmethod
-    def _phrase(rng: np.random.Generator, label: str, color: str, motion: str, speed_word: str,
-                frames: int) -> str:
+    def _phrase(rng: np.random.Generator, label: str, color: str, motion: str, speed_word: str, frames: int) -> str:
         noun = CLASS_NOUNS.get(label, label)
         noun = noun if color == "natural" else f"{color} {noun}"
         obj = ("an " if noun[0] in "aeiou" else "a ") + noun

@@ -41,7 +41,7 @@ from ..errors import CinecubeError
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
-INDEXED_SUFFIXES = (".mp4", ".m4v", ".mov")          # containers whose header lists every frame
+INDEXED_SUFFIXES = (".mp4", ".m4v", ".mov")  # containers whose header lists every frame
 CAPTIONS_FILE = "captions.jsonl"
 
 
@@ -54,8 +54,7 @@ class DecodeError(CinecubeError):
         self.frames_done = frames_done
 
 
-def iter_frames(path: str | Path, fps: float | None = None, max_frames: int | None = None
-                ) -> Iterator[np.ndarray]:
+def iter_frames(path: str | Path, fps: float | None = None, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Decode a video with PyAV one frame at a time: (H, W, 3) uint8 RGB frames.
 
     `fps` resamples by time stamps (output frame k = the last source frame shown at k / fps);
@@ -72,8 +71,7 @@ def iter_frames(path: str | Path, fps: float | None = None, max_frames: int | No
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as error:
-        raise DecodeError(f"cannot read '{path}': not a readable video ({_first_line(error)})",
-                          "unreadable") from None
+        raise DecodeError(f"cannot read '{path}': not a readable video ({_first_line(error)})", "unreadable") from None
     emitted = 0
     try:
         if not container.streams.video:
@@ -116,9 +114,11 @@ def iter_frames(path: str | Path, fps: float | None = None, max_frames: int | No
                     yield previous
                     emitted += 1
         except (av.FFmpegError, OSError, ValueError, MemoryError) as error:
-            raise DecodeError(f"cannot read '{path}': decoding failed after {emitted} frames "
-                              f"({_first_line(error)})", "truncated" if emitted else "unreadable",
-                              emitted) from None
+            raise DecodeError(
+                f"cannot read '{path}': decoding failed after {emitted} frames ({_first_line(error)})",
+                "truncated" if emitted else "unreadable",
+                emitted,
+            ) from None
         if emitted == 0:
             raise DecodeError(f"cannot read '{path}': it contains no video frames", "no frames")
     finally:
@@ -160,7 +160,7 @@ def round_to_grid(frames: np.ndarray, multiple: int) -> np.ndarray:
     t, h, w = frames.shape[:3]
     nh, nw = h // multiple * multiple, w // multiple * multiple
     top, left = (h - nh) // 2, (w - nw) // 2
-    return frames[:, top:top + nh, left:left + nw]
+    return frames[:, top : top + nh, left : left + nw]
 
 
 def _first_line(error: BaseException) -> str:
@@ -182,14 +182,22 @@ class VideoFolderDataset:
     order and deterministic.
     """
 
-    def __init__(self, root: str | Path, fps: float = 8.0, max_frames: int = 33, patch_multiple: int = 8,
-                 clip_stride: int | None = None, recursive: bool = True):
+    def __init__(
+        self,
+        root: str | Path,
+        fps: float = 8.0,
+        max_frames: int = 33,
+        patch_multiple: int = 8,
+        clip_stride: int | None = None,
+        recursive: bool = True,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise CinecubeError(f"video folder '{self.root}' does not exist or is not a folder")
         if fps <= 0 or max_frames < 1 or patch_multiple < 1:
-            raise CinecubeError(f"fps ({fps}), max_frames ({max_frames}) and patch_multiple ({patch_multiple}) "
-                                "must be positive")
+            raise CinecubeError(
+                f"fps ({fps}), max_frames ({max_frames}) and patch_multiple ({patch_multiple}) must be positive"
+            )
         if clip_stride is not None and clip_stride < 1:
             raise CinecubeError(f"clip_stride must be at least 1, got {clip_stride}")
         self.fps, self.max_frames, self.patch_multiple = float(fps), max_frames, patch_multiple
@@ -225,8 +233,11 @@ class VideoFolderDataset:
     def _list(self, recursive: bool) -> list[VideoEntry]:
         captions = self._captions_from_jsonl()
         pattern = "**/*" if recursive else "*"
-        videos = sorted(p for p in self.root.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-                        and not p.name.startswith("."))
+        videos = sorted(
+            p
+            for p in self.root.glob(pattern)
+            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
+        )
         entries = []
         for path in videos:
             caption = captions.pop(path.resolve(), None)
@@ -239,8 +250,11 @@ class VideoFolderDataset:
             entries.append(VideoEntry(path, caption))
         for missing in captions:
             if missing.is_file():
-                self._skip(missing, "not a video", f"named in {CAPTIONS_FILE} but its suffix is not one of "
-                           f"{', '.join(VIDEO_SUFFIXES)}")
+                self._skip(
+                    missing,
+                    "not a video",
+                    f"named in {CAPTIONS_FILE} but its suffix is not one of {', '.join(VIDEO_SUFFIXES)}",
+                )
             else:
                 self._skip(missing, "missing file", f"named in {CAPTIONS_FILE} but not found")
         return entries
@@ -251,20 +265,23 @@ class VideoFolderDataset:
         """The clips (T <= max_frames, H', W', 3) of one video; bad files are counted, never raised."""
         multiple = self.patch_multiple
         buffer: list[np.ndarray] = []
-        start = 0                                   # resampled index of buffer[0]
-        next_clip = 0                               # start of the next clip to emit
-        covered = 0                                 # end of the last emitted clip
+        start = 0  # resampled index of buffer[0]
+        next_clip = 0  # start of the next clip to emit
+        covered = 0  # end of the last emitted clip
         try:
             if entry.path.stat().st_size:
                 check_complete(entry.path)
             for k, frame in enumerate(iter_frames(entry.path, self.fps)):
                 if k == 0 and (frame.shape[0] < multiple or frame.shape[1] < multiple):
-                    self._skip(entry.path, "too small", f"{frame.shape[1]}x{frame.shape[0]} is smaller than "
-                               f"one {multiple}x{multiple} patch")
+                    self._skip(
+                        entry.path,
+                        "too small",
+                        f"{frame.shape[1]}x{frame.shape[0]} is smaller than one {multiple}x{multiple} patch",
+                    )
                     return
                 buffer.append(frame)
                 if k + 1 == next_clip + self.max_frames:
-                    yield round_to_grid(np.stack(buffer[next_clip - start:]), multiple)
+                    yield round_to_grid(np.stack(buffer[next_clip - start :]), multiple)
                     covered = k + 1
                     next_clip += self.clip_stride
                     drop = min(len(buffer), next_clip - start)
@@ -274,8 +291,8 @@ class VideoFolderDataset:
             self._skip(entry.path, error.reason, str(error))
             return
         total = start + len(buffer)
-        if total > covered and next_clip < total:   # a shorter last clip with frames not yet seen
-            yield round_to_grid(np.stack(buffer[next_clip - start:]), multiple)
+        if total > covered and next_clip < total:  # a shorter last clip with frames not yet seen
+            yield round_to_grid(np.stack(buffer[next_clip - start :]), multiple)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, str]]:
         for entry in self.entries:

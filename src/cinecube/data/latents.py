@@ -60,10 +60,10 @@ CACHE_CANVASES: tuple[tuple[int, int], ...] = ((32, 32), (48, 48), (64, 64), (48
 
 @dataclass
 class CachedLatent:
-    latent: Tensor      # (C, T', H', W')
+    latent: Tensor  # (C, T', H', W')
     caption: str
     id: str
-    text: Tensor | None = None    # (L, 384) stored caption embedding, when the cache has them
+    text: Tensor | None = None  # (L, 384) stored caption embedding, when the cache has them
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -72,9 +72,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _world_items(world: str, n: int, seed: int, canvases: Sequence[tuple[int, int]],
-                 frame_counts: Sequence[int], object_counts: Sequence[float] | None = None,
-                 ) -> Iterator[tuple[np.ndarray, str, str]]:
+def _world_items(
+    world: str,
+    n: int,
+    seed: int,
+    canvases: Sequence[tuple[int, int]],
+    frame_counts: Sequence[int],
+    object_counts: Sequence[float] | None = None,
+) -> Iterator[tuple[np.ndarray, str, str]]:
     """(frames, caption, id) of world clips 0..n-1; sizes drawn from (seed, index)."""
     from .corpus import make_world
 
@@ -100,12 +105,23 @@ def _corpus_items(folder: Path, max_frames: int, multiple: int) -> Iterator[tupl
             yield clip, entry.caption, f"{name}#{k}"
 
 
-def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str | Path | None = None,
-                  world: str | None = None, n: int | None = None, seed: int = 0, max_frames: int = 17,
-                  canvases: Sequence[tuple[int, int]] = CACHE_CANVASES, shard_size: int = 256,
-                  dtype: str = "float32", device: str = "cpu", progress: bool = True,
-                  text_max_tokens: int | None = 64,
-                  object_counts: Sequence[float] | None = None) -> dict[str, Any]:
+def cache_latents(
+    out_dir: str | Path,
+    autoencoder: str | Path,
+    *,
+    corpus: str | Path | None = None,
+    world: str | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    max_frames: int = 17,
+    canvases: Sequence[tuple[int, int]] = CACHE_CANVASES,
+    shard_size: int = 256,
+    dtype: str = "float32",
+    device: str = "cpu",
+    progress: bool = True,
+    text_max_tokens: int | None = 64,
+    object_counts: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """Encode a corpus folder or `n` clips of a world into `out_dir`; returns the index.
 
     Clips are cropped to the autoencoder's layout (1 + tf*k frames, multiples of its spatial
@@ -131,35 +147,45 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
         raise CinecubeError(f"dtype {dtype!r} is not allowed; use float32, bfloat16 or float16")
     if max_frames < 1:
         raise CinecubeError(f"--max-frames must be at least 1, got {max_frames}")
-    check_object_counts_apply(world, object_counts)     # before anything is written
+    check_object_counts_apply(world, object_counts)  # before anything is written
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CinecubeError(f"'{out}' exists and is not a folder")
     network = load_autoencoder(autoencoder, device)
     tf, s = network.config.temporal_factor, network.config.spatial_factor
     frame_counts = tuple(range(1, max_frames + 1, tf))
-    source = ({"corpus": str(Path(corpus).resolve()), "max_frames": max_frames} if corpus is not None else
-              {"world": world, "n": n, "seed": seed, "max_frames": max_frames,
-               "canvases": [list(c) for c in canvases]})
-    if object_counts is not None:   # only when given, so caches made before the option still match
+    source = (
+        {"corpus": str(Path(corpus).resolve()), "max_frames": max_frames}
+        if corpus is not None
+        else {"world": world, "n": n, "seed": seed, "max_frames": max_frames, "canvases": [list(c) for c in canvases]}
+    )
+    if object_counts is not None:  # only when given, so caches made before the option still match
         source["object_counts"] = [float(w) for w in object_counts]
 
     out.mkdir(parents=True, exist_ok=True)
     (out / SHARDS_DIR).mkdir(exist_ok=True)
     ae_dir = out / AUTOENCODER_DIR
-    settings = {"format": FORMAT, "autoencoder": json.loads(json.dumps(dataclasses.asdict(network.config))),
-                "autoencoder_sha256": _weights_sha256(network), "source": source, "shard_size": shard_size,
-                "dtype": dtype}
+    settings = {
+        "format": FORMAT,
+        "autoencoder": json.loads(json.dumps(dataclasses.asdict(network.config))),
+        "autoencoder_sha256": _weights_sha256(network),
+        "source": source,
+        "shard_size": shard_size,
+        "dtype": dtype,
+    }
     index_path = out / INDEX_FILE
     shards: list[dict[str, Any]] = []
     if index_path.exists():
         try:
             old = json.loads(index_path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise CinecubeError(f"'{index_path}' is unreadable ({error}); remove the folder or choose another --out") from None
+            raise CinecubeError(
+                f"'{index_path}' is unreadable ({error}); remove the folder or choose another --out"
+            ) from None
         if {k: old.get(k) for k in settings} != settings:
-            raise CinecubeError(f"'{out}' holds a latent cache made with other settings or another autoencoder; "
-                                "choose another --out")
+            raise CinecubeError(
+                f"'{out}' holds a latent cache made with other settings or another autoencoder; choose another --out"
+            )
         # Keep the finished shards whose files are still there, in order.
         for shard in old.get("shards", []):
             if not (out / shard["file"]).is_file():
@@ -168,7 +194,7 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
         if old.get("complete") and len(shards) == len(old.get("shards", [])):
             return _store_text(out, old, text_max_tokens, progress)
     else:
-        save_autoencoder(ae_dir, network)    # (replacing any left by a run that never wrote an index)
+        save_autoencoder(ae_dir, network)  # (replacing any left by a run that never wrote an index)
 
     def write_index(complete: bool) -> dict[str, Any]:
         index = {**settings, "items": sum(sh["count"] for sh in shards), "shards": shards, "complete": complete}
@@ -177,14 +203,16 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
 
     write_index(False)
     done = len(shards) * shard_size
-    if shards and shards[-1]["count"] < shard_size:        # the last shard was the final one
+    if shards and shards[-1]["count"] < shard_size:  # the last shard was the final one
         return _store_text(out, write_index(True), text_max_tokens, progress)
-    items = (_corpus_items(Path(corpus), max_frames, s) if corpus is not None
-             else _world_items(world, n, seed, tuple(canvases), frame_counts, object_counts))
+    items = (
+        _corpus_items(Path(corpus), max_frames, s)
+        if corpus is not None
+        else _world_items(world, n, seed, tuple(canvases), frame_counts, object_counts)
+    )
     torch_dtype = getattr(torch, dtype)
     started = time.time()
-    bar = tqdm(total=n, initial=done, desc="encoding latents", unit="clip", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=n, initial=done, desc="encoding latents", unit="clip", disable=not progress, dynamic_ncols=True)
     pending: list[tuple[Tensor, str, str]] = []
 
     def flush() -> None:
@@ -195,22 +223,28 @@ def cache_latents(out_dir: str | Path, autoencoder: str | Path, *, corpus: str |
         save_file(tensors, str(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, out / name)
-        shards.append({"file": name, "count": len(pending), "ids": [i for _, _, i in pending],
-                       "captions": [c for _, c, _ in pending],
-                       "shapes": [list(latent.shape) for latent, _, _ in pending]})
+        shards.append(
+            {
+                "file": name,
+                "count": len(pending),
+                "ids": [i for _, _, i in pending],
+                "captions": [c for _, c, _ in pending],
+                "shapes": [list(latent.shape) for latent, _, _ in pending],
+            }
+        )
         write_index(False)
         pending.clear()
 
     try:
         with torch.no_grad():
             for position, (frames, caption, item_id) in enumerate(items):
-                if position < done:          # finished in an earlier run
+                if position < done:  # finished in an earlier run
                     continue
                 try:
                     clip = crop_to_layout(frames, tf, s)
                 except CinecubeError:
-                    continue                 # smaller than one latent cell
-                latent = network.encode(frames_to_tensor(clip).to(device)).cpu()   # (C, T', H', W')
+                    continue  # smaller than one latent cell
+                latent = network.encode(frames_to_tensor(clip).to(device)).cpu()  # (C, T', H', W')
                 pending.append((latent, caption, item_id))
                 bar.update(1)
                 if len(pending) == shard_size:
@@ -242,7 +276,7 @@ def _store_text(out: Path, index: dict[str, Any], max_tokens: int | None, progre
     settings = {"file": TEXT_FILE, "encoder": DEFAULT_ENCODER, "max_tokens": max_tokens}
     stored = index.get("text") or {}
     if {k: stored.get(k) for k in settings} == settings and (out / TEXT_FILE).is_file():
-        return index    # (without loading the text encoder: a rerun on a finished cache is instant)
+        return index  # (without loading the text encoder: a rerun on a finished cache is instant)
     captions = _distinct_captions(index)
     embeddings = get_text_encoder(max_tokens).encode_many(captions, progress=progress)
     tmp = out / f".{TEXT_FILE}.tmp-{os.getpid()}"
@@ -280,16 +314,23 @@ class LatentDataset:
         self.indexes = [self._read_index(f) for f in self.folders]
         digests = {index.get("autoencoder_sha256") for index in self.indexes}
         if len(digests) > 1:
-            raise CinecubeError("latent caches " + ", ".join(f"'{f}'" for f in self.folders) +
-                                " were made with different autoencoders; give caches of one autoencoder")
+            raise CinecubeError(
+                "latent caches "
+                + ", ".join(f"'{f}'" for f in self.folders)
+                + " were made with different autoencoders; give caches of one autoencoder"
+            )
         from ..config import _from_dict
 
         self.index = self.indexes[0]
         self.autoencoder_config: AutoencoderConfig = _from_dict(AutoencoderConfig, self.index["autoencoder"])
         self.autoencoder_dir = self.folder / AUTOENCODER_DIR
         # item -> (cache number, shard number, key in the shard)
-        self._where = [(c, k, str(i)) for c, index in enumerate(self.indexes)
-                       for k, shard in enumerate(index["shards"]) for i in range(shard["count"])]
+        self._where = [
+            (c, k, str(i))
+            for c, index in enumerate(self.indexes)
+            for k, shard in enumerate(index["shards"])
+            for i in range(shard["count"])
+        ]
         shards = [shard for index in self.indexes for shard in index["shards"]]
         self.captions = [c for shard in shards for c in shard["captions"]]
         self.ids = [i for shard in shards for i in shard["ids"]]
@@ -313,15 +354,18 @@ class LatentDataset:
         try:
             index = json.loads(index_path.read_text())
         except FileNotFoundError:
-            raise CinecubeError(f"'{folder}' is not a latent cache (no {INDEX_FILE}); "
-                                "make one with `cinecube data cache-latents`") from None
+            raise CinecubeError(
+                f"'{folder}' is not a latent cache (no {INDEX_FILE}); make one with `cinecube data cache-latents`"
+            ) from None
         except (OSError, json.JSONDecodeError) as error:
             raise CinecubeError(f"latent cache '{folder}': {INDEX_FILE} is unreadable ({error})") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT:
             raise CinecubeError(f"latent cache '{folder}': {INDEX_FILE} is not a {FORMAT} index")
         if not index.get("complete"):
-            raise CinecubeError(f"latent cache '{folder}' is unfinished; rerun the same "
-                                "`cinecube data cache-latents` command to complete it")
+            raise CinecubeError(
+                f"latent cache '{folder}' is unfinished; rerun the same "
+                "`cinecube data cache-latents` command to complete it"
+            )
         return index
 
     def __len__(self) -> int:
@@ -339,7 +383,7 @@ class LatentDataset:
                 handle = safe_open(str(path), framework="pt")
             except (SafetensorError, OSError) as error:
                 raise CinecubeError(f"latent cache '{folder}': {path.name} is unreadable ({error})") from None
-            if len(self._open) >= 256:       # (reopening a shard costs ~0.4 ms an item)
+            if len(self._open) >= 256:  # (reopening a shard costs ~0.4 ms an item)
                 self._open.pop(next(iter(self._open)))
             self._open[(cache, shard)] = handle
         latent = handle.get_tensor(key).float()
@@ -356,7 +400,9 @@ class LatentDataset:
             try:
                 handle = self._text_open[cache] = safe_open(str(path), framework="pt")
             except (SafetensorError, OSError) as error:
-                raise CinecubeError(f"latent cache '{self.folders[cache]}': {TEXT_FILE} is unreadable ({error})") from None
+                raise CinecubeError(
+                    f"latent cache '{self.folders[cache]}': {TEXT_FILE} is unreadable ({error})"
+                ) from None
         return handle.get_tensor(self._text_key[item])
 
 
@@ -368,8 +414,15 @@ class LatentStream:
     center-cropped to one; items above `max_tokens_per_video` are passed over.
     """
 
-    def __init__(self, data: LatentDataset, patch_size: tuple[int, int, int], tokens_per_step: int,
-                 max_tokens_per_video: int, seed: int = 0, next_index: int = 0):
+    def __init__(
+        self,
+        data: LatentDataset,
+        patch_size: tuple[int, int, int],
+        tokens_per_step: int,
+        max_tokens_per_video: int,
+        seed: int = 0,
+        next_index: int = 0,
+    ):
         from ..patches import token_grid
 
         self.data = data
@@ -380,7 +433,7 @@ class LatentStream:
         self.next_index = next_index
         _, ph, pw = self.patch_size
         self._tokens = []
-        for c, t, h, w in data.shapes:
+        for _, t, h, w in data.shapes:
             ch, cw = h // ph * ph, w // pw * pw
             self._tokens.append(int(np.prod(token_grid((t, ch, cw), self.patch_size))) if ch and cw else 0)
         if not any(0 < k <= self.max_tokens_per_video for k in self._tokens):
@@ -404,7 +457,7 @@ class LatentStream:
         h, w = cached.latent.shape[-2:]
         ch, cw = h // ph * ph, w // pw * pw
         top, left = (h - ch) // 2, (w - cw) // 2
-        cached.latent = cached.latent[..., top:top + ch, left:left + cw]
+        cached.latent = cached.latent[..., top : top + ch, left : left + cw]
         return cached
 
     def next_batch(self) -> list[CachedLatent]:
@@ -416,7 +469,7 @@ class LatentStream:
                 continue
             tokens = self._tokens[item]
             if batch and used + tokens > self.tokens_per_step:
-                return batch   # this latent opens the next batch
+                return batch  # this latent opens the next batch
             batch.append(self._cropped(item))
             used += tokens
             self.next_index += 1

@@ -92,7 +92,14 @@ PAN_SPEED = 0.45 / 15
 ZOOM_SPEED = np.log(1.35) / 15
 
 DEFAULT_CANVASES: tuple[tuple[int, int], ...] = (
-    (64, 64), (48, 80), (80, 48), (64, 96), (96, 64), (96, 96), (72, 128), (128, 128),
+    (64, 64),
+    (48, 80),
+    (80, 48),
+    (64, 96),
+    (96, 64),
+    (96, 96),
+    (72, 128),
+    (128, 128),
 )
 DEFAULT_FRAME_COUNTS: tuple[int, ...] = (1, 5, 9, 17, 25, 33)
 
@@ -154,29 +161,30 @@ def render_windows(path: Path, windows: np.ndarray, height: int, width: int) -> 
     import cv2
 
     photo = load_photo(path)
-    largest = float(np.max(windows[:, 2] / width))           # photo pixels per canvas pixel
+    largest = float(np.max(windows[:, 2] / width))  # photo pixels per canvas pixel
     shrink = min(1.0, 1.0 / largest) if largest > 1 else 1.0
     key = max(1, min(1024, int(round(shrink * 1024))))
     small = _scaled_photo(path, key)
     fx, fy = small.shape[1] / photo.shape[1], small.shape[0] / photo.shape[0]
     frames = np.empty((len(windows), height, width, 3), dtype=np.uint8)
     for t, (x0, y0, w, h) in enumerate(windows):
-        sx, sy = w * fx / width, h * fy / height               # source pixels per output pixel
+        sx, sy = w * fx / width, h * fy / height  # source pixels per output pixel
         # Output pixel centre (j + 0.5) maps to source x0 + (j + 0.5) * sx, in pixel-centre terms - 0.5.
-        matrix = np.array([[sx, 0.0, x0 * fx + 0.5 * sx - 0.5],
-                           [0.0, sy, y0 * fy + 0.5 * sy - 0.5]], dtype=np.float64)
-        frames[t] = cv2.warpAffine(small, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REFLECT)
+        matrix = np.array([[sx, 0.0, x0 * fx + 0.5 * sx - 0.5], [0.0, sy, y0 * fy + 0.5 * sy - 0.5]], dtype=np.float64)
+        frames[t] = cv2.warpAffine(
+            small, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+        )
     return frames
 
 
-def random_crop(rng: np.random.Generator, path: Path, height: int, width: int,
-                min_fraction: float = 0.35, max_fraction: float = 0.9) -> np.ndarray:
+def random_crop(
+    rng: np.random.Generator, path: Path, height: int, width: int, min_fraction: float = 0.35, max_fraction: float = 0.9
+) -> np.ndarray:
     """A still crop of a photo with the canvas's aspect ratio, resized to (height, width, 3)."""
     photo = load_photo(path)
     ph, pw = photo.shape[:2]
     aspect = width / height
-    fit_w = min(pw, ph * aspect)                               # largest window that fits
+    fit_w = min(pw, ph * aspect)  # largest window that fits
     w = fit_w * rng.uniform(min_fraction, max_fraction)
     h = w / aspect
     x0, y0 = rng.uniform(0, pw - w), rng.uniform(0, ph - h)
@@ -188,18 +196,19 @@ def random_crop(rng: np.random.Generator, path: Path, height: int, width: int,
 # --------------------------------------------------------------------------------------------
 
 
-def camera_windows(rng: np.random.Generator, photo_hw: tuple[int, int], height: int, width: int,
-                   frames: int, move: str, speed: float) -> np.ndarray:
+def camera_windows(
+    rng: np.random.Generator, photo_hw: tuple[int, int], height: int, width: int, frames: int, move: str, speed: float
+) -> np.ndarray:
     """Windows (T, 4) as (x0, y0, w, h) in photo pixels for one camera move that stays inside the photo."""
     ph, pw = photo_hw
     aspect = width / height
-    fit_w = min(pw, ph * aspect)                               # the largest window that fits
+    fit_w = min(pw, ph * aspect)  # the largest window that fits
     steps = max(frames - 1, 0)
     t = np.arange(frames, dtype=np.float64)
     if move in ("zoom in", "zoom out"):
-        big = fit_w * rng.uniform(0.7, 0.95)                   # the widest window of the zoom
+        big = fit_w * rng.uniform(0.7, 0.95)  # the widest window of the zoom
         ratio = np.exp(-ZOOM_SPEED * speed * t) if move == "zoom in" else np.exp(ZOOM_SPEED * speed * (t - steps))
-        w = big * ratio                                        # zoom in: big -> small
+        w = big * ratio  # zoom in: big -> small
         h = w / aspect
         # Zoom towards a fixed point chosen so that every window stays inside.
         fx, fy = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
@@ -294,9 +303,13 @@ class PansWorld(SeededWorld):
 
     _salt = 11
 
-    def __init__(self, split: str = "train", seed: int = 0,
-                 canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
-                 frame_counts: tuple[int, ...] = DEFAULT_FRAME_COUNTS):
+    def __init__(
+        self,
+        split: str = "train",
+        seed: int = 0,
+        canvases: tuple[tuple[int, int], ...] = DEFAULT_CANVASES,
+        frame_counts: tuple[int, ...] = DEFAULT_FRAME_COUNTS,
+    ):
         self.photos = scene_photos(split)
         self.split, self.seed = split, seed
         self.canvases, self.frame_counts = canvases, frame_counts
@@ -314,6 +327,12 @@ class PansWorld(SeededWorld):
         windows = camera_windows(rng, load_photo(path).shape[:2], height, width, frames, move, speed)
         video = render_windows(path, windows, height, width)
         caption = pan_caption(rng, move, speed_word, SCENE_PHOTOS[stem], frames)
-        truth = {"world": "pans", "photo": stem, "scene": SCENE_PHOTOS[stem], "move": move,
-                 "speed": speed_word or "normal", "windows": np.round(windows, 2).tolist()}
+        truth = {
+            "world": "pans",
+            "photo": stem,
+            "scene": SCENE_PHOTOS[stem],
+            "move": move,
+            "speed": speed_word or "normal",
+            "windows": np.round(windows, 2).tolist(),
+        }
         return FootageSample(video, caption, truth)

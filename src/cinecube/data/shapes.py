@@ -22,11 +22,26 @@ from cinecube.data.vocab import BACKGROUND_COLORS, MOTION_VECTORS, MOTIONS, OBJE
 
 # (height, width) canvases seen in training, and held-out ones (new sizes and aspect ratios).
 TRAIN_CANVASES: tuple[tuple[int, int], ...] = (
-    (32, 32), (48, 48), (64, 64), (32, 56), (56, 32), (24, 32),
-    (32, 24), (48, 64), (64, 48), (40, 72), (72, 40),
+    (32, 32),
+    (48, 48),
+    (64, 64),
+    (32, 56),
+    (56, 32),
+    (24, 32),
+    (32, 24),
+    (48, 64),
+    (64, 48),
+    (40, 72),
+    (72, 40),
 )
 EVAL_CANVASES: tuple[tuple[int, int], ...] = (
-    (40, 40), (56, 56), (72, 72), (48, 80), (80, 48), (40, 56), (56, 40),
+    (40, 40),
+    (56, 56),
+    (72, 72),
+    (48, 80),
+    (80, 48),
+    (40, 56),
+    (56, 40),
 )
 TRAIN_FRAME_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32)
 EVAL_FRAME_COUNTS: tuple[int, ...] = (10, 14, 20)
@@ -224,14 +239,10 @@ def _overlap_frames(scene: Scene) -> np.ndarray:
 def visible_colors(background: str) -> tuple[str, ...]:
     """Object colours that stand out clearly against ``background``."""
     bg = np.array(BACKGROUND_COLORS[background], dtype=np.float64)
-    return tuple(
-        name for name, rgb in OBJECT_COLORS.items() if np.linalg.norm(np.subtract(rgb, bg)) >= MIN_CONTRAST
-    )
+    return tuple(name for name, rgb in OBJECT_COLORS.items() if np.linalg.norm(np.subtract(rgb, bg)) >= MIN_CONTRAST)
 
 
-def _sample_object(
-    rng: np.random.Generator, color: str, height: int, width: int, frames: int
-) -> ObjectSpec:
+def _sample_object(rng: np.random.Generator, color: str, height: int, width: int, frames: int) -> ObjectSpec:
     """Draw shape, size, motion and a start position that keeps the object inside all clip long."""
     short = min(height, width)
     shape = str(rng.choice(SHAPES))
@@ -388,8 +399,9 @@ def object_coverage(scene: Scene) -> np.ndarray:
     short = min(scene.height, scene.width)
     out = np.zeros((scene.frames, len(scene.objects), scene.height, scene.width), dtype=np.float32)
     for k, obj in enumerate(scene.objects):
-        out[:, k] = _coverage(obj.shape, centers[:, k, 0], centers[:, k, 1], obj.size * short,
-                              scene.height, scene.width)
+        out[:, k] = _coverage(
+            obj.shape, centers[:, k, 0], centers[:, k, 1], obj.size * short, scene.height, scene.width
+        )
     return out
 
 
@@ -400,8 +412,9 @@ def render(scene: Scene) -> np.ndarray:
     centers = scene.centers()
     short = min(scene.height, scene.width)
     for k, obj in enumerate(scene.objects):
-        alpha = _coverage(obj.shape, centers[:, k, 0], centers[:, k, 1], obj.size * short,
-                          scene.height, scene.width)[..., None]  # (T, H, W, 1)
+        alpha = _coverage(obj.shape, centers[:, k, 0], centers[:, k, 1], obj.size * short, scene.height, scene.width)[
+            ..., None
+        ]  # (T, H, W, 1)
         color = np.asarray(OBJECT_COLORS[obj.color], dtype=np.float32)
         # Exact at alpha 0 and 1, so untouched pixels keep the background colour exactly.
         canvas += alpha * (color - canvas)
@@ -542,9 +555,7 @@ def _noun_phrase(obj: ObjectSpec, book: _Phrasebook, rng: np.random.Generator, d
     return f"{obj.color} {obj.shape}"
 
 
-def _short_object(
-    obj: ObjectSpec, book: _Phrasebook, rng: np.random.Generator, image: bool, article: bool
-) -> str:
+def _short_object(obj: ObjectSpec, book: _Phrasebook, rng: np.random.Generator, image: bool, article: bool) -> str:
     """E.g. "red circle going right", "a blue square, still", "green triangle bouncing"."""
     noun = _noun_phrase(obj, book, rng, detailed=False)
     if article:
@@ -594,9 +605,7 @@ def _join(phrases: list[str], last_joiner: str) -> str:
     return ", ".join(phrases[:-1]) + last_joiner + phrases[-1]
 
 
-def describe(
-    scene: Scene, rng: np.random.Generator, phrasing: str = "train", detailed: bool | None = None
-) -> str:
+def describe(scene: Scene, rng: np.random.Generator, phrasing: str = "train", detailed: bool | None = None) -> str:
     """A caption naming every object (colour, shape, motion) and usually the background.
 
     ``detailed`` adds size, speed and start position; ``None`` picks short or detailed at

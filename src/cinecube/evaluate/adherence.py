@@ -234,9 +234,7 @@ def _blend_fit(pixels: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return alpha, resid
 
 
-def _object_features(
-    alpha: np.ndarray, box: tuple[int, int]
-) -> tuple[np.ndarray, float, float, float]:
+def _object_features(alpha: np.ndarray, box: tuple[int, int]) -> tuple[np.ndarray, float, float, float]:
     """Alpha-weighted centre, area, fill ratio and skew of one object.
 
     ``alpha`` is the object's coverage map over a box whose top-left pixel is
@@ -687,9 +685,7 @@ def score_case(case: EvalCase, detected: Sequence[DetectedObject]) -> dict[str, 
     return {
         "color": all(m is not None for m in matches),
         "shape": all(m is not None and m.shape == o.shape for o, m in zip(objects, matches)),
-        "direction": (
-            all(m is not None and m.direction == o.motion for o, m in scorable) if scorable else None
-        ),
+        "direction": (all(m is not None and m.direction == o.motion for o, m in scorable) if scorable else None),
         "count": len(detected) == len(objects),
     }
 
@@ -727,11 +723,12 @@ class AdherenceReport:
         all_pass = sum(whole) / len(whole) if whole else 0.0
         groups: dict[int, list[dict[str, Any]]] = {}
         for r in records:
-            if "expected" in r:     # records from evaluate_adherence have it; hand-made ones may not
+            if "expected" in r:  # records from evaluate_adherence have it; hand-made ones may not
                 groups.setdefault(len(r["expected"]["objects"]), []).append(r)
         by_objects = {n: AdherenceReport._accuracy(groups[n])[0] for n in sorted(groups)}
-        return AdherenceReport(accuracy, passed, scored, all_pass, records, by_objects,
-                               {n: len(groups[n]) for n in sorted(groups)})
+        return AdherenceReport(
+            accuracy, passed, scored, all_pass, records, by_objects, {n: len(groups[n]) for n in sorted(groups)}
+        )
 
     @property
     def interval(self) -> dict[str, tuple[float, float] | None]:
@@ -752,8 +749,11 @@ class AdherenceReport:
         lines.append("-" * 56)
         lines.append(f"{'all':<10} {self.all_pass:>8.1%} {'':>12} {'':>9} {'':>7}  ({len(self.records)} cases)")
         if len(self.by_objects) > 1:
-            lines += ["", "by objects asked for:",
-                      f"{'objects':<8} {'cases':>5} " + " ".join(f"{a:>9}" for a in ATTRIBUTES)]
+            lines += [
+                "",
+                "by objects asked for:",
+                f"{'objects':<8} {'cases':>5} " + " ".join(f"{a:>9}" for a in ATTRIBUTES),
+            ]
             for n, acc in self.by_objects.items():
                 cells = " ".join(f"{'n/a' if acc[a] is None else format(acc[a], '.0%'):>9}" for a in ATTRIBUTES)
                 lines.append(f"{n:<8} {self.cases_by_objects[n]:>5} {cells}")
@@ -770,8 +770,9 @@ class AdherenceReport:
             "all_pass": self.all_pass,
             "n_cases": len(self.records),
             # JSON keys are strings: "1", "2", "3" objects asked for.
-            "by_objects": {str(n): {"cases": self.cases_by_objects[n], "accuracy": dict(acc)}
-                           for n, acc in self.by_objects.items()},
+            "by_objects": {
+                str(n): {"cases": self.cases_by_objects[n], "accuracy": dict(acc)} for n, acc in self.by_objects.items()
+            },
             "records": self.records,
         }
 

@@ -33,8 +33,8 @@ import torch
 from ..autoencoder import Autoencoder, CausalVideoAutoencoder, frames_to_tensor, tensor_to_frames
 from ..errors import InvalidRequestError
 
-PSNR_CAP = 100.0            # dB, reported for an exact reconstruction (MSE 0)
-DEFAULT_TILE = 256          # pixels; frames larger than this are encoded and decoded in tiles
+PSNR_CAP = 100.0  # dB, reported for an exact reconstruction (MSE 0)
+DEFAULT_TILE = 256  # pixels; frames larger than this are encoded and decoded in tiles
 TILE_OVERLAP = 32
 SIDE_BY_SIDE_FRAMES = 3
 
@@ -53,12 +53,13 @@ def fit_to_grid(frames: np.ndarray, autoencoder: Autoencoder, name: str = "clip"
     tf, s = autoencoder.config.temporal_factor, autoencoder.config.spatial_factor
     t, h, w = frames.shape[:3]
     if h < s or w < s:
-        raise InvalidRequestError(f"{name} is {w}x{h} pixels, smaller than one latent cell ({s}x{s}) of this "
-                                  f"autoencoder")
+        raise InvalidRequestError(
+            f"{name} is {w}x{h} pixels, smaller than one latent cell ({s}x{s}) of this autoencoder"
+        )
     t = 1 + (t - 1) // tf * tf
     nh, nw = h // s * s, w // s * s
     top, left = (h - nh) // 2, (w - nw) // 2
-    return frames[:t, top:top + nh, left:left + nw]
+    return frames[:t, top : top + nh, left : left + nw]
 
 
 def pad_to_grid(frames: np.ndarray, autoencoder: Autoencoder) -> np.ndarray:
@@ -68,8 +69,9 @@ def pad_to_grid(frames: np.ndarray, autoencoder: Autoencoder) -> np.ndarray:
     tf, s = autoencoder.config.temporal_factor, autoencoder.config.spatial_factor
     t, h, w = frames.shape[:3]
     if h < s or w < s:
-        raise InvalidRequestError(f"video is {w}x{h} pixels, smaller than one latent cell ({s}x{s}) of this "
-                                  f"autoencoder")
+        raise InvalidRequestError(
+            f"video is {w}x{h} pixels, smaller than one latent cell ({s}x{s}) of this autoencoder"
+        )
     pad_t = (-(t - 1)) % tf
     pad_h, pad_w = (-h) % s, (-w) % s
     if pad_t or pad_h or pad_w:
@@ -85,11 +87,11 @@ def round_trip(autoencoder: Autoencoder, frames: np.ndarray, tile_size: int | No
     overlapping tiles; other autoencoders (the pixel identity) in one pass.
     """
     device = next((p.device for p in autoencoder.parameters()), torch.device("cpu"))
-    video = frames_to_tensor(frames).to(device)                            # (3, T, H, W)
+    video = frames_to_tensor(frames).to(device)  # (3, T, H, W)
     if isinstance(autoencoder, CausalVideoAutoencoder):
         tiles = tile_size if tile_size is not None and max(frames.shape[1:3]) > tile_size else None
         s = autoencoder.config.spatial_factor
-        overlap = min(TILE_OVERLAP, (tiles or 0) // 2 // s * s)          # always < tile_size
+        overlap = min(TILE_OVERLAP, (tiles or 0) // 2 // s * s)  # always < tile_size
         latent = autoencoder.encode(video, tile_size=tiles, tile_overlap=overlap)
         decoded = autoencoder.decode(latent, tile_size=tiles, tile_overlap=overlap)
     else:
@@ -102,7 +104,7 @@ def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
     mse = float(np.mean((original.astype(np.float64) - reconstruction.astype(np.float64)) ** 2))
     if mse == 0.0:
         return PSNR_CAP
-    return min(PSNR_CAP, 10.0 * math.log10(255.0 ** 2 / mse))
+    return min(PSNR_CAP, 10.0 * math.log10(255.0**2 / mse))
 
 
 def ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -112,14 +114,22 @@ def ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     side = min(original.shape[1:3])
     window = min(7, side if side % 2 else side - 1)
     if window < 3:
-        raise InvalidRequestError(f"frames of {original.shape[2]}x{original.shape[1]} are too small for SSIM "
-                                  "(at least 3x3)")
-    return float(np.mean([structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=window)
-                          for a, b in zip(original, reconstruction)]))
+        raise InvalidRequestError(
+            f"frames of {original.shape[2]}x{original.shape[1]} are too small for SSIM (at least 3x3)"
+        )
+    return float(
+        np.mean(
+            [
+                structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=window)
+                for a, b in zip(original, reconstruction)
+            ]
+        )
+    )
 
 
-def side_by_side(original: np.ndarray, reconstruction: np.ndarray, count: int = SIDE_BY_SIDE_FRAMES,
-                 max_width: int = 1600) -> np.ndarray:
+def side_by_side(
+    original: np.ndarray, reconstruction: np.ndarray, count: int = SIDE_BY_SIDE_FRAMES, max_width: int = 1600
+) -> np.ndarray:
     """One image: rows of (original | reconstruction) for `count` evenly spaced frames, (H', W', 3) uint8."""
     from PIL import Image
 
@@ -129,7 +139,7 @@ def side_by_side(original: np.ndarray, reconstruction: np.ndarray, count: int = 
     rows = []
     for i in picks:
         row = np.full((h, 2 * w + gap, 3), 255, dtype=np.uint8)
-        row[:, :w], row[:, w + gap:] = original[i], reconstruction[i]
+        row[:, :w], row[:, w + gap :] = original[i], reconstruction[i]
         rows.append(row)
         rows.append(np.full((gap, 2 * w + gap, 3), 255, dtype=np.uint8))
     sheet = np.concatenate(rows[:-1], axis=0)
@@ -152,10 +162,15 @@ def _shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
 
 
-def evaluate_autoencoder(autoencoder: Autoencoder, clip_paths: dict[str, Path] | None = None, max_frames: int = 33,
-                         out_dir: Path | None = None, max_side: int | None = None,
-                         tile_size: int | None = DEFAULT_TILE,
-                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate_autoencoder(
+    autoencoder: Autoencoder,
+    clip_paths: dict[str, Path] | None = None,
+    max_frames: int = 33,
+    out_dir: Path | None = None,
+    max_side: int | None = None,
+    tile_size: int | None = DEFAULT_TILE,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """PSNR/SSIM of encode -> decode on each clip, and their means.
 
     Returns {"clips": [{"name", "height", "width", "frames", "psnr", "ssim", "seconds",
@@ -170,33 +185,42 @@ def evaluate_autoencoder(autoencoder: Autoencoder, clip_paths: dict[str, Path] |
     if max_frames < 1:
         raise InvalidRequestError(f"max_frames must be at least 1, got {max_frames}")
     if max_side is not None and max_side < autoencoder.config.spatial_factor:
-        raise InvalidRequestError(f"max_side {max_side} is smaller than one latent cell "
-                                  f"({autoencoder.config.spatial_factor} pixels)")
+        raise InvalidRequestError(
+            f"max_side {max_side} is smaller than one latent cell ({autoencoder.config.spatial_factor} pixels)"
+        )
     paths = real_clip_paths() if clip_paths is None else dict(clip_paths)
     out_dir = Path(out_dir) if out_dir is not None else None
     autoencoder.eval()
     started = time.time()
     rows = []
-    sheets: dict[str, np.ndarray] = {}                                   # name -> side-by-side image
+    sheets: dict[str, np.ndarray] = {}  # name -> side-by-side image
     for name, path in paths.items():
         clip_started = time.time()
-        frames = read_frames(path, fps=None, max_frames=max_frames)       # (T, H, W, 3) native
+        frames = read_frames(path, fps=None, max_frames=max_frames)  # (T, H, W, 3) native
         source = {"height": int(frames.shape[1]), "width": int(frames.shape[2]), "frames": int(frames.shape[0])}
         if max_side is not None:
             frames = _shrink(frames, max_side)
         frames = fit_to_grid(frames, autoencoder, name=f"clip {name!r}")
         reconstruction = round_trip(autoencoder, frames, tile_size)
-        row = {"name": name, "height": int(frames.shape[1]), "width": int(frames.shape[2]),
-               "frames": int(frames.shape[0]), "psnr": round(psnr(frames, reconstruction), 3),
-               "ssim": round(ssim(frames, reconstruction), 5), "source": source}
+        row = {
+            "name": name,
+            "height": int(frames.shape[1]),
+            "width": int(frames.shape[2]),
+            "frames": int(frames.shape[0]),
+            "psnr": round(psnr(frames, reconstruction), 3),
+            "ssim": round(ssim(frames, reconstruction), 5),
+            "source": source,
+        }
         if out_dir is not None:
             sheets[name] = side_by_side(frames, reconstruction)
             row["image"] = str(out_dir / f"{name}.png")
         row["seconds"] = round(time.time() - clip_started, 2)
         rows.append(row)
         if progress is not None:
-            progress(f"{name}: {row['width']}x{row['height']}x{row['frames']}  PSNR {row['psnr']:.2f} dB  "
-                     f"SSIM {row['ssim']:.4f}  ({row['seconds']:.1f} s)")
+            progress(
+                f"{name}: {row['width']}x{row['height']}x{row['frames']}  PSNR {row['psnr']:.2f} dB  "
+                f"SSIM {row['ssim']:.4f}  ({row['seconds']:.1f} s)"
+            )
     if not rows:
         raise InvalidRequestError("no clips to evaluate")
     # Images only once every clip has been measured: a failing clip leaves nothing half-written.

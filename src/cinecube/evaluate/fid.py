@@ -77,7 +77,7 @@ def preprocess(frames: np.ndarray) -> Tensor:
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) frames, got shape {arr.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()   # (N, 3, H, W) in 0..255
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()  # (N, 3, H, W) in 0..255
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         x = nv_bilinear_resize(x, (INPUT_SIZE, INPUT_SIZE))
     lo, hi = INPUT_RANGE
@@ -91,7 +91,7 @@ def inception_features(frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
     model = load_inception()
     out = []
     for start in range(0, len(frames), batch_size):
-        feats = model(preprocess(frames[start:start + batch_size]))
+        feats = model(preprocess(frames[start : start + batch_size]))
         out.append(feats.reshape(feats.shape[0], -1).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM))
 
@@ -118,10 +118,14 @@ def frame_features(videos: Sequence[np.ndarray], max_frames_per_video: int | Non
     return np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM))
 
 
-def fid(videos_a: Sequence[np.ndarray], videos_b: Sequence[np.ndarray],
-        max_frames_per_video: int | None = None) -> FrechetResult:
+def fid(
+    videos_a: Sequence[np.ndarray], videos_b: Sequence[np.ndarray], max_frames_per_video: int | None = None
+) -> FrechetResult:
     """Per-frame FID between two sets of uint8 (T, H, W, 3) videos or (N, H, W, 3) image stacks."""
     if not len(videos_a) or not len(videos_b):
         raise CinecubeError("FID needs at least one video in each set")
-    return frechet_distance(frame_features(videos_a, max_frames_per_video),
-                            frame_features(videos_b, max_frames_per_video), "inception-pool3")
+    return frechet_distance(
+        frame_features(videos_a, max_frames_per_video),
+        frame_features(videos_b, max_frames_per_video),
+        "inception-pool3",
+    )

@@ -89,8 +89,10 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, feature: st
     dim, n = a.shape[1], min(len(a), len(b))
     note = ""
     if n <= dim:
-        note = (f"{len(a)} vs {len(b)} samples in {dim} dimensions: covariances have rank <= {n - 1}; "
-                f"small samples bias the distance upwards, compare only at equal sample counts")
+        note = (
+            f"{len(a)} vs {len(b)} samples in {dim} dimensions: covariances have rank <= {n - 1}; "
+            f"small samples bias the distance upwards, compare only at equal sample counts"
+        )
     return FrechetResult(value, len(a), len(b), dim, feature, note)
 
 
@@ -146,11 +148,12 @@ def read_frames(path: str | Path, start: int = 0, count: int | None = None) -> n
 def clip_windows(video: np.ndarray, frames: int = CLIP_FRAMES, stride: int | None = None) -> list[np.ndarray]:
     """Non-overlapping (or ``stride``-spaced) windows of ``frames`` frames from a (T, H, W, 3) video."""
     stride = stride or frames
-    return [video[s:s + frames] for s in range(0, len(video) - frames + 1, stride)]
+    return [video[s : s + frames] for s in range(0, len(video) - frames + 1, stride)]
 
 
-def real_clip_validation(names: Sequence[str] | None = None, frames: int = CLIP_FRAMES,
-                         windows_per_half: int = 4) -> dict[str, Any]:
+def real_clip_validation(
+    names: Sequence[str] | None = None, frames: int = CLIP_FRAMES, windows_per_half: int = 4
+) -> dict[str, Any]:
     """Check the I3D port on the held-out real clips.
 
     For each clip, the first ``2 * windows_per_half * frames`` frames are read and cut into
@@ -177,25 +180,32 @@ def real_clip_validation(names: Sequence[str] | None = None, frames: int = CLIP_
         half = len(windows) // 2
         logits, pooled = i3d_outputs(windows)
         top5[name] = top_k_labels(logits[0])
-        halves[name] = (logits[:half], logits[half:2 * half], pooled[:half], pooled[half:2 * half])
+        halves[name] = (logits[:half], logits[half : 2 * half], pooled[:half], pooled[half : 2 * half])
     names_list = list(halves)
     same, different = {}, {}
     for i, name in enumerate(names_list):
         la1, la2, pa1, pa2 = halves[name]
-        same[name] = {"logits": frechet_distance(la1, la2, "logits").value,
-                      "pool": frechet_distance(pa1, pa2, "pool").value}
+        same[name] = {
+            "logits": frechet_distance(la1, la2, "logits").value,
+            "pool": frechet_distance(pa1, pa2, "pool").value,
+        }
         if len(names_list) > 1:
             other = names_list[(i + 1) % len(names_list)]
             lb1, _, pb1, _ = halves[other]
-            different[f"{name} vs {other}"] = {"logits": frechet_distance(la1, lb1, "logits").value,
-                                              "pool": frechet_distance(pa1, pb1, "pool").value}
+            different[f"{name} vs {other}"] = {
+                "logits": frechet_distance(la1, lb1, "logits").value,
+                "pool": frechet_distance(pa1, pb1, "pool").value,
+            }
     summary = {}
     for feat in FEATURES:
         s = [v[feat] for v in same.values()]
         d = [v[feat] for v in different.values()]
-        summary[feat] = {"same_clip_halves_mean": float(np.mean(s)),
-                         "different_clips_mean": float(np.mean(d)) if d else None,
-                         "same_max": float(np.max(s)), "different_min": float(np.min(d)) if d else None}
+        summary[feat] = {
+            "same_clip_halves_mean": float(np.mean(s)),
+            "different_clips_mean": float(np.mean(d)) if d else None,
+            "same_max": float(np.max(s)),
+            "different_min": float(np.min(d)) if d else None,
+        }
     return {
         "frames_per_window": frames,
         "windows_per_half": windows_per_half,
@@ -203,6 +213,8 @@ def real_clip_validation(names: Sequence[str] | None = None, frames: int = CLIP_
         "fvd_same_clip_halves": same,
         "fvd_different_clips": different,
         "summary": summary,
-        "note": (f"{windows_per_half} vs {windows_per_half} windows per FVD: covariances are rank "
-                 f"<= {windows_per_half - 1}, so values are large in absolute terms; compare same vs different"),
+        "note": (
+            f"{windows_per_half} vs {windows_per_half} windows per FVD: covariances are rank "
+            f"<= {windows_per_half - 1}, so values are large in absolute terms; compare same vs different"
+        ),
     }

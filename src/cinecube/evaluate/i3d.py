@@ -64,7 +64,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         if target is None:
             raise pickle.UnpicklingError(
                 f"refusing to load global '{module}.{name}' from a weights pickle; "
-                f"allowed: numpy arrays and dtypes only")
+                f"allowed: numpy arrays and dtypes only"
+            )
         return super().find_class(*target)
 
 
@@ -128,8 +129,13 @@ def max_pool_same(x: Tensor, kernel: tuple[int, int, int], stride: tuple[int, in
 class Unit3D(nn.Module):
     """Conv3d ('SAME', no bias) -> batch norm (stored statistics, no scale) -> ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int, int] = (1, 1, 1),
-                 stride: tuple[int, int, int] = (1, 1, 1)):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int, int] = (1, 1, 1),
+        stride: tuple[int, int, int] = (1, 1, 1),
+    ):
         super().__init__()
         self.kernel, self.stride = kernel, stride
         self.conv = nn.Conv3d(in_channels, out_channels, kernel, stride, bias=False)
@@ -139,8 +145,7 @@ class Unit3D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(_pad_same(x, self.kernel, self.stride, 0.0))
-        x = F.batch_norm(x, self.bn_mean, self.bn_var, weight=None, bias=self.bn_bias,
-                         training=False, eps=BN_EPSILON)
+        x = F.batch_norm(x, self.bn_mean, self.bn_var, weight=None, bias=self.bn_bias, training=False, eps=BN_EPSILON)
         return F.relu(x)
 
 
@@ -160,8 +165,15 @@ class InceptionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = max_pool_same(x, (3, 3, 3), (1, 1, 1))
-        return torch.cat([self.branch_0(x), self.branch_1b(self.branch_1a(x)),
-                          self.branch_2b(self.branch_2a(x)), self.branch_3(pooled)], dim=1)
+        return torch.cat(
+            [
+                self.branch_0(x),
+                self.branch_1b(self.branch_1a(x)),
+                self.branch_2b(self.branch_2a(x)),
+                self.branch_3(pooled),
+            ],
+            dim=1,
+        )
 
 
 # (name, output widths of branches 0, 1a, 1b, 2a, 2b, 3), in order; max-pools sit before 4b and 5b.
@@ -176,9 +188,14 @@ INCEPTION_BLOCKS: tuple[tuple[str, tuple[int, int, int, int, int, int]], ...] = 
     ("Mixed_5b", (256, 160, 320, 32, 128, 128)),
     ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 )
-_BRANCH_NAMES = {"branch_0": "Branch_0/Conv3d_0a_1x1", "branch_1a": "Branch_1/Conv3d_0a_1x1",
-                 "branch_1b": "Branch_1/Conv3d_0b_3x3", "branch_2a": "Branch_2/Conv3d_0a_1x1",
-                 "branch_2b": "Branch_2/Conv3d_0b_3x3", "branch_3": "Branch_3/Conv3d_0b_1x1"}
+_BRANCH_NAMES = {
+    "branch_0": "Branch_0/Conv3d_0a_1x1",
+    "branch_1a": "Branch_1/Conv3d_0a_1x1",
+    "branch_1b": "Branch_1/Conv3d_0b_3x3",
+    "branch_2a": "Branch_2/Conv3d_0a_1x1",
+    "branch_2b": "Branch_2/Conv3d_0b_3x3",
+    "branch_3": "Branch_3/Conv3d_0b_1x1",
+}
 
 
 class InceptionI3d(nn.Module):
@@ -197,19 +214,19 @@ class InceptionI3d(nn.Module):
         self.logits = nn.Conv3d(channels, num_classes, 1, bias=True)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv_1a(x)                                    # (B, 64, T/2, 112, 112)
-        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))             # (B, 64, T/2, 56, 56)
-        x = self.conv_2c(self.conv_2b(x))                      # (B, 192, T/2, 56, 56)
-        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))             # (B, 192, T/2, 28, 28)
+        x = self.conv_1a(x)  # (B, 64, T/2, 112, 112)
+        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))  # (B, 64, T/2, 56, 56)
+        x = self.conv_2c(self.conv_2b(x))  # (B, 192, T/2, 56, 56)
+        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))  # (B, 192, T/2, 28, 28)
         for name, block in self.blocks.items():
             if name == "Mixed_4b":
-                x = max_pool_same(x, (3, 3, 3), (2, 2, 2))     # (B, 480, T/4, 14, 14)
+                x = max_pool_same(x, (3, 3, 3), (2, 2, 2))  # (B, 480, T/4, 14, 14)
             elif name == "Mixed_5b":
-                x = max_pool_same(x, (2, 2, 2), (2, 2, 2))     # (B, 832, T/8, 7, 7)
+                x = max_pool_same(x, (2, 2, 2), (2, 2, 2))  # (B, 832, T/8, 7, 7)
             x = block(x)
-        x = F.avg_pool3d(x, (2, 7, 7), stride=1)               # (B, 1024, T/8 - 1, H/32 - 6, W/32 - 6)
-        logits = self.logits(x).mean(dim=(2, 3, 4))            # (B, 400): time-averaged, as published
-        features = x.mean(dim=(2, 3, 4))                       # (B, 1024): the logits layer's input
+        x = F.avg_pool3d(x, (2, 7, 7), stride=1)  # (B, 1024, T/8 - 1, H/32 - 6, W/32 - 6)
+        logits = self.logits(x).mean(dim=(2, 3, 4))  # (B, 400): time-averaged, as published
+        features = x.mean(dim=(2, 3, 4))  # (B, 1024): the logits layer's input
         return logits, features
 
     # ------------------------------------------------------------------------------------ weights
@@ -248,10 +265,11 @@ class InceptionI3d(nn.Module):
             if value.ndim == 5 and ours.endswith("weight"):
                 value = value.transpose(4, 3, 0, 1, 2)  # flax (T, H, W, in, out) -> torch (out, in, T, H, W)
             else:
-                value = value.reshape(-1)               # biases; statistics stored as (1, 1, 1, 1, C)
+                value = value.reshape(-1)  # biases; statistics stored as (1, 1, 1, 1, C)
             if tuple(value.shape) != tuple(state[ours].shape):
-                raise CinecubeError(f"I3D weights: '{theirs}' has shape {value.shape}, "
-                                    f"{ours} needs {tuple(state[ours].shape)}")
+                raise CinecubeError(
+                    f"I3D weights: '{theirs}' has shape {value.shape}, {ours} needs {tuple(state[ours].shape)}"
+                )
             new_state[ours] = torch.from_numpy(np.ascontiguousarray(value))
         self.load_state_dict(new_state, strict=True)
 
@@ -286,16 +304,17 @@ def preprocess(frames: np.ndarray, size: int = INPUT_SIZE) -> Tensor:
         raise ValueError(f"expected a (T, H, W, 3) video, got shape {video.shape}")
     if video.shape[0] < MIN_FRAMES:
         video = np.concatenate([video, np.repeat(video[-1:], MIN_FRAMES - video.shape[0], axis=0)])
-    x = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float()   # (T, 3, H, W)
+    x = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x * (2.0 / 255.0) - 1.0
-    return x.clamp(-1.0, 1.0).permute(1, 0, 2, 3)                                    # (3, T, size, size)
+    return x.clamp(-1.0, 1.0).permute(1, 0, 2, 3)  # (3, T, size, size)
 
 
 @torch.no_grad()
-def i3d_outputs(videos: list[np.ndarray], model: InceptionI3d | None = None,
-                batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def i3d_outputs(
+    videos: list[np.ndarray], model: InceptionI3d | None = None, batch_size: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, 400) and pooled features (N, 1024) for uint8 videos of any size.
 
     Videos of different lengths are run in separate batches (a batch needs one length).
@@ -309,7 +328,7 @@ def i3d_outputs(videos: list[np.ndarray], model: InceptionI3d | None = None,
         by_length.setdefault(max(len(video), MIN_FRAMES), []).append(i)
     for indices in by_length.values():
         for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
+            chunk = indices[start : start + batch_size]
             x = torch.stack([preprocess(videos[i]) for i in chunk]).to(device)
             lg, ft = model(x)
             logits[chunk] = lg.double().cpu().numpy()

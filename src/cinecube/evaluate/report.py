@@ -43,14 +43,25 @@ FPS = 8.0
 # --------------------------------------------------------------------------------------------
 
 
-def settings_for(quick: bool, n_prompts: int | None = None, steps: int | None = None,
-                 fid_frames: int | None = None, i3d_check: bool | None = None) -> dict[str, Any]:
+def settings_for(
+    quick: bool,
+    n_prompts: int | None = None,
+    steps: int | None = None,
+    fid_frames: int | None = None,
+    i3d_check: bool | None = None,
+) -> dict[str, Any]:
     """Defaults: a real evaluation, or ``quick`` (a few prompts, few steps) for tests and smoke runs."""
-    base = ({"n_prompts": 3, "steps": 4, "fid_frames": 3, "i3d_check": False, "ae_max_frames": 9}
-            if quick else
-            {"n_prompts": 16, "steps": 20, "fid_frames": 4, "i3d_check": True, "ae_max_frames": 33})
-    for key, value in (("n_prompts", n_prompts), ("steps", steps), ("fid_frames", fid_frames),
-                       ("i3d_check", i3d_check)):
+    base = (
+        {"n_prompts": 3, "steps": 4, "fid_frames": 3, "i3d_check": False, "ae_max_frames": 9}
+        if quick
+        else {"n_prompts": 16, "steps": 20, "fid_frames": 4, "i3d_check": True, "ae_max_frames": 33}
+    )
+    for key, value in (
+        ("n_prompts", n_prompts),
+        ("steps", steps),
+        ("fid_frames", fid_frames),
+        ("i3d_check", i3d_check),
+    ):
         if value is not None:
             base[key] = value
     if base["n_prompts"] < 1:
@@ -97,8 +108,13 @@ def _loss_summary(metrics_file: Path) -> dict[str, Any]:
     if not records:
         return {"records": 0}
     losses = [loss for _, loss in records]
-    return {"records": len(records), "last_step": records[-1][0], "last_loss": losses[-1],
-            "mean_loss_last_10_logs": float(np.mean(losses[-10:])), "metrics_file": str(metrics_file)}
+    return {
+        "records": len(records),
+        "last_step": records[-1][0],
+        "last_loss": losses[-1],
+        "mean_loss_last_10_logs": float(np.mean(losses[-10:])),
+        "metrics_file": str(metrics_file),
+    }
 
 
 def _autoencoder_metrics(pipe: Any, max_frames: int) -> dict[str, Any]:
@@ -114,11 +130,20 @@ def _autoencoder_metrics(pipe: Any, max_frames: int) -> dict[str, Any]:
     return result
 
 
-def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick: bool = False,
-                 n_prompts: int | None = None, steps: int | None = None, guidance: float = 3.0,
-                 seed: int = 1234, videos_per_prompt: int = 1, fid_frames: int | None = None,
-                 i3d_check: bool | None = None,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+def evaluate_all(
+    out_dir: str | os.PathLike,
+    model: str | None = None,
+    *,
+    quick: bool = False,
+    n_prompts: int | None = None,
+    steps: int | None = None,
+    guidance: float = 3.0,
+    seed: int = 1234,
+    videos_per_prompt: int = 1,
+    fid_frames: int | None = None,
+    i3d_check: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Generate, measure everything, write report.json + index.html into ``out_dir``; returns the results."""
     from cinecube.data.shapes import render
     from cinecube.evaluate.adherence import TARGETS, evaluate_adherence, heldout_cases
@@ -153,27 +178,51 @@ def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick:
         videos, first = [], None
         for k in range(videos_per_prompt):
             t, cpu = time.perf_counter(), time.process_time()
-            result = pipe(case.prompt, frames=frames, height=height, width=width, steps=settings["steps"],
-                          guidance=guidance, seed=case.seed + k, progress=False)
-            video = result.frames                    # metrics see the model's own frames
+            result = pipe(
+                case.prompt,
+                frames=frames,
+                height=height,
+                width=width,
+                steps=settings["steps"],
+                guidance=guidance,
+                seed=case.seed + k,
+                progress=False,
+            )
+            video = result.frames  # metrics see the model's own frames
             seconds = time.perf_counter() - t
-            timings.append({"case": i, "seed": case.seed + k, "seconds": seconds,
-                            "cpu_seconds": time.process_time() - cpu, "frames": frames,
-                            "height": height, "width": width,
-                            "tokens": pipe.num_tokens(frames, height, width)})
+            timings.append(
+                {
+                    "case": i,
+                    "seed": case.seed + k,
+                    "seconds": seconds,
+                    "cpu_seconds": time.process_time() - cpu,
+                    "frames": frames,
+                    "height": height,
+                    "width": width,
+                    "tokens": pipe.num_tokens(frames, height, width),
+                }
+            )
             name = f"case_{i:03d}.mp4" if k == 0 else f"case_{i:03d}_seed{k}.mp4"
             # Published like any output: reviewed, watermarked, signed, logged.
             result.fps = FPS
             result.save(out / VIDEO_DIR / name)
             videos.append({"path": f"{VIDEO_DIR}/{name}", "seed": case.seed + k, "seconds": round(seconds, 3)})
             first = video if first is None else first
-        truth = render(case.scene)                                   # (T, H, W, 3) the perfect answer
+        truth = render(case.scene)  # (T, H, W, 3) the perfect answer
         write_video(out / VIDEO_DIR / f"case_{i:03d}_truth.mp4", truth, fps=FPS)
         generated.append(first)
         truths.append(truth)
-        case_rows.append({"index": i, "prompt": case.prompt, "seed": case.seed,
-                          "size": [frames, height, width], "case_size": [case.frames, case.height, case.width],
-                          "videos": videos, "truth": f"{VIDEO_DIR}/case_{i:03d}_truth.mp4"})
+        case_rows.append(
+            {
+                "index": i,
+                "prompt": case.prompt,
+                "seed": case.seed,
+                "size": [frames, height, width],
+                "case_size": [case.frames, case.height, case.width],
+                "videos": videos,
+                "truth": f"{VIDEO_DIR}/case_{i:03d}_truth.mp4",
+            }
+        )
         return first
 
     # One-off costs (text encoder start-up, first-call allocations) stay out of the timings.
@@ -193,15 +242,16 @@ def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick:
 
     # The floor a perfect model would reach at this sample size: the world's renders of these
     # prompts against its renders of as many other held-out prompts.
-    others = [render(c.scene) for c in heldout_cases(2 * len(cases), seed=seed)[len(cases):]]
+    others = [render(c.scene) for c in heldout_cases(2 * len(cases), seed=seed)[len(cases) :]]
 
     log("FVD (I3D) of generated vs ground-truth renders")
     t0 = time.perf_counter()
     from cinecube.evaluate.fvd import frechet_distance
     from cinecube.evaluate.i3d import i3d_outputs
 
-    i3d = {name: i3d_outputs(videos) for name, videos in
-           (("generated", generated), ("truth", truths), ("others", others))}
+    i3d = {
+        name: i3d_outputs(videos) for name, videos in (("generated", generated), ("truth", truths), ("others", others))
+    }
     fvd: dict[str, Any] = {}
     for index, feature in enumerate(("logits", "pool")):
         fvd[feature] = frechet_distance(i3d["generated"][index], i3d["truth"][index], feature).to_json()
@@ -213,8 +263,10 @@ def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick:
     from cinecube.evaluate.fid import frame_features
 
     frames_per_video = settings["fid_frames"]
-    inception = {name: frame_features(videos, frames_per_video) for name, videos in
-                 (("generated", generated), ("truth", truths), ("others", others))}
+    inception = {
+        name: frame_features(videos, frames_per_video)
+        for name, videos in (("generated", generated), ("truth", truths), ("others", others))
+    }
     fid_result = frechet_distance(inception["generated"], inception["truth"], "inception-pool3").to_json()
     fid_result["floor"] = frechet_distance(inception["others"], inception["truth"], "inception-pool3").value
     fid_result["frames_per_video"] = frames_per_video or "all"
@@ -254,9 +306,12 @@ def evaluate_all(out_dir: str | os.PathLike, model: str | None = None, *, quick:
     results: dict[str, Any] = {
         "format": "cinecube-eval/1",
         "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "model": {"name": pipe.name, "path": str(model) if model else "bundled default",
-                  "weights_sha256": pipe.weights_sha256,
-                  "autoencoder": getattr(pipe.autoencoder.config, "kind", "unknown")},
+        "model": {
+            "name": pipe.name,
+            "path": str(model) if model else "bundled default",
+            "weights_sha256": pipe.weights_sha256,
+            "autoencoder": getattr(pipe.autoencoder.config, "kind", "unknown"),
+        },
         "settings": settings,
         "adherence": {k: v for k, v in adherence.to_json().items() if k != "records"},
         "fvd": fvd,
@@ -313,7 +368,7 @@ def plot_loss(metrics_file: Path, out_png: Path) -> Path | None:
     ax.plot(steps, losses, alpha=0.35, label="loss")
     if len(losses) >= 10:
         k = max(5, len(losses) // 30)
-        ax.plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+        ax.plot(steps[k - 1 :], np.convolve(losses, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
@@ -335,8 +390,7 @@ def plot_adherence(accuracy: dict[str, float | None], targets: dict[str, float],
     bars = ax.bar(names, values, color=["#4c8bf5" if accuracy[n] is not None else "#bbbbbb" for n in names])
     for i, name in enumerate(names):
         if name in targets:
-            ax.plot([i - 0.4, i + 0.4], [targets[name]] * 2, color="#d33", lw=2,
-                    label="target" if i == 0 else None)
+            ax.plot([i - 0.4, i + 0.4], [targets[name]] * 2, color="#d33", lw=2, label="target" if i == 0 else None)
         label = "n/a" if accuracy[name] is None else f"{accuracy[name]:.0%}"
         ax.text(bars[i].get_x() + bars[i].get_width() / 2, values[i] + 0.02, label, ha="center", fontsize=9)
     ax.set_ylim(0, 1.1)
@@ -357,8 +411,13 @@ def plot_timing(per_video: list[dict[str, Any]], out_png: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.scatter(tokens, seconds, color="#2a9d5c")
     for t in per_video:
-        ax.annotate(f"{t['frames']}x{t['height']}x{t['width']}", (t["tokens"], t["seconds"]),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            f"{t['frames']}x{t['height']}x{t['width']}",
+            (t["tokens"], t["seconds"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xlabel("transformer tokens per video")
     ax.set_ylabel("seconds per video")
     ax.set_title("generation time")
@@ -440,14 +499,16 @@ def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
                 cells.append(f'<td class="{cell[1]}">{cell[0]}</td>')
             else:
                 num = isinstance(cell, (int, float)) and not isinstance(cell, bool)
-                cells.append(f'<td{" class=num" if num else ""}>{_e(_fmt(cell))}</td>')
+                cells.append(f"<td{' class=num' if num else ''}>{_e(_fmt(cell))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def _video(path: str, caption: str) -> str:
-    return (f'<figure><video src="{_e(path)}" muted loop autoplay playsinline preload="auto"></video>'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return (
+        f'<figure><video src="{_e(path)}" muted loop autoplay playsinline preload="auto"></video>'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _adherence_section(results: dict[str, Any]) -> str:
@@ -464,18 +525,27 @@ def _adherence_section(results: dict[str, Any]) -> str:
             status = ("n/a", "")
         else:
             status = ("meets target", "ok") if target is None or acc >= target else ("below target", "below")
-        rows.append([name, "n/a" if acc is None else f"{acc:.1%}",
-                     format_interval((adh.get("interval_95") or {}).get(name)),
-                     f"{adh['passed'][name]}/{adh['scored'][name]}",
-                     "" if target is None else f"{target:.0%}", status])
+        rows.append(
+            [
+                name,
+                "n/a" if acc is None else f"{acc:.1%}",
+                format_interval((adh.get("interval_95") or {}).get(name)),
+                f"{adh['passed'][name]}/{adh['scored'][name]}",
+                "" if target is None else f"{target:.0%}",
+                status,
+            ]
+        )
     rows.append(["all attributes", f"{adh['all_pass']:.1%}", "", f"{adh['n_cases']} cases", "", ("", "")])
-    html = "<h2>Prompt adherence</h2>" + _table(["attribute", "accuracy", "95 % interval", "passed", "target", ""],
-                                                 rows)
+    html = "<h2>Prompt adherence</h2>" + _table(
+        ["attribute", "accuracy", "95 % interval", "passed", "target", ""], rows
+    )
     by_objects = adh.get("by_objects") or {}
     if len(by_objects) > 1:
         names = list(adh["accuracy"])
-        group_rows = [[n, g["cases"]] + ["n/a" if g["accuracy"][a] is None else f"{g['accuracy'][a]:.0%}"
-                                          for a in names] for n, g in by_objects.items()]
+        group_rows = [
+            [n, g["cases"]] + ["n/a" if g["accuracy"][a] is None else f"{g['accuracy'][a]:.0%}" for a in names]
+            for n, g in by_objects.items()
+        ]
         html += "<h3>By objects asked for</h3>" + _table(["objects", "cases"] + names, group_rows)
     return html
 
@@ -490,9 +560,15 @@ def _frechet_rows(results: dict[str, Any]) -> list[list[Any]]:
             rows.append([label, r["value"], r.get("floor"), f"{r['n_a']} vs {r['n_b']} videos", r.get("note", "")])
     fid = results.get("fid")
     if fid:
-        rows.append(["FID per frame (TF-Inception 2048-d)", fid["value"], fid.get("floor"),
-                     f"{fid['n_a']} vs {fid['n_b']} frames ({fid.get('frames_per_video', 'all')} per video)",
-                     fid.get("note", "")])
+        rows.append(
+            [
+                "FID per frame (TF-Inception 2048-d)",
+                fid["value"],
+                fid.get("floor"),
+                f"{fid['n_a']} vs {fid['n_b']} frames ({fid.get('frames_per_video', 'all')} per video)",
+                fid.get("note", ""),
+            ]
+        )
     return rows
 
 
@@ -501,12 +577,17 @@ def _autoencoder_section(ae: dict[str, Any] | None) -> str:
         return ""
     if ae.get("status") != "ok":
         return f"<h2>Autoencoder</h2><p class=note>{_e(ae.get('status'))}</p>"
-    rows = [[c.get("name"), f"{c.get('frames')}x{c.get('height')}x{c.get('width')}", c.get("psnr"), c.get("ssim")]
-            for c in ae.get("clips", [])]
+    rows = [
+        [c.get("name"), f"{c.get('frames')}x{c.get('height')}x{c.get('width')}", c.get("psnr"), c.get("ssim")]
+        for c in ae.get("clips", [])
+    ]
     rows.append(["mean", "", ae.get("mean_psnr"), ae.get("mean_ssim")])
     head = f"<p class=note>compression {_e(ae.get('compression', '?'))}, kind {_e(ae.get('kind', '?'))}</p>"
-    return "<h2>Autoencoder reconstruction (held-out real clips)</h2>" + head + _table(
-        ["clip", "frames x H x W", "PSNR (dB)", "SSIM"], rows)
+    return (
+        "<h2>Autoencoder reconstruction (held-out real clips)</h2>"
+        + head
+        + _table(["clip", "frames x H x W", "PSNR (dB)", "SSIM"], rows)
+    )
 
 
 def _i3d_section(check: dict[str, Any] | None) -> str:
@@ -516,10 +597,13 @@ def _i3d_section(check: dict[str, Any] | None) -> str:
     out = "<h2>I3D check on real clips</h2><p class=note>Top-5 Kinetics-400 labels (first window of each clip)</p>"
     out += _table(["clip", "top-5 labels"], rows)
     summary = check["summary"]
-    srows = [[feat, s["same_clip_halves_mean"], s["different_clips_mean"], s["same_max"], s["different_min"]]
-             for feat, s in summary.items()]
-    out += _table(["feature", "FVD same-clip halves (mean)", "FVD different clips (mean)",
-                   "same (max)", "different (min)"], srows)
+    srows = [
+        [feat, s["same_clip_halves_mean"], s["different_clips_mean"], s["same_max"], s["different_min"]]
+        for feat, s in summary.items()
+    ]
+    out += _table(
+        ["feature", "FVD same-clip halves (mean)", "FVD different clips (mean)", "same (max)", "different (min)"], srows
+    )
     return out + f"<p class=note>{_e(check.get('note', ''))}</p>"
 
 
@@ -532,13 +616,16 @@ def _cases_section(cases: list[dict[str, Any]]) -> str:
             value = (case.get("results") or {}).get(attr)
             mark, cls = {True: ("pass", "ok"), False: ("fail", "below"), None: ("n/a", "")}[value]
             flags.append(f'<span class="{cls}">{word}: {mark}</span>')
-        videos = "".join(_video(v["path"], f"generated, seed {v['seed']}, {v['seconds']:.1f} s")
-                         for v in case["videos"])
+        videos = "".join(
+            _video(v["path"], f"generated, seed {v['seed']}, {v['seconds']:.1f} s") for v in case["videos"]
+        )
         videos += _video(case["truth"], "ground truth (world render)")
         t, h, w = case["size"]
-        cards.append(f'<div class="card"><p><b>#{case["index"]}</b> {_e(case["prompt"])}</p>'
-                     f'<p class="note">{t} frames, {w}x{h}</p><div class="videos">{videos}</div>'
-                     f'<p class="flags">{"".join(flags)}</p></div>')
+        cards.append(
+            f'<div class="card"><p><b>#{case["index"]}</b> {_e(case["prompt"])}</p>'
+            f'<p class="note">{t} frames, {w}x{h}</p><div class="videos">{videos}</div>'
+            f'<p class="flags">{"".join(flags)}</p></div>'
+        )
     return '<h2>Generated videos per prompt</h2><div class="grid">' + "".join(cards) + "</div>"
 
 
@@ -549,36 +636,73 @@ def render_html(results: dict[str, Any]) -> str:
     timing = results.get("timing") or {}
     plots = results.get("plots", {})
     title = f"cinecube evaluation: {model.get('name', '?')}"
-    parts = [f"<h1>{_e(title)}</h1>",
-             f'<p class="sub">{_e(results.get("created", ""))} &middot; model {_e(model.get("path", ""))} '
-             f'&middot; sha256 {_e(str(model.get("weights_sha256", ""))[:12])} &middot; autoencoder '
-             f'{_e(model.get("autoencoder", "?"))}</p>']
+    parts = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="sub">{_e(results.get("created", ""))} &middot; model {_e(model.get("path", ""))} '
+        f"&middot; sha256 {_e(str(model.get('weights_sha256', ''))[:12])} &middot; autoencoder "
+        f"{_e(model.get('autoencoder', '?'))}</p>",
+    ]
     setting_rows = [[k, v] for k, v in settings.items()]
     parts.append("<h2>Settings</h2>" + _table(["setting", "value"], setting_rows))
     parts.append(_adherence_section(results))
     frechet = _frechet_rows(results)
     if frechet:
-        parts.append("<h2>Distribution distances (generated vs ground-truth renders)</h2>"
-                     + _table(["metric", "value", "floor", "samples", "note"], frechet)
-                     + '<p class="note">Lower is better. The floor is the same distance between the world\'s '
-                       "renders of these prompts and of as many other held-out prompts: what a perfect model "
-                       "would score at this sample size. FVD uses the deepmind kinetics-i3d weights; values "
-                       "compare cinecube evaluations with equal sample counts, not published figures.</p>")
+        parts.append(
+            "<h2>Distribution distances (generated vs ground-truth renders)</h2>"
+            + _table(["metric", "value", "floor", "samples", "note"], frechet)
+            + '<p class="note">Lower is better. The floor is the same distance between the world\'s '
+            "renders of these prompts and of as many other held-out prompts: what a perfect model "
+            "would score at this sample size. FVD uses the deepmind kinetics-i3d weights; values "
+            "compare cinecube evaluations with equal sample counts, not published figures.</p>"
+        )
     if timing:
-        parts.append("<h2>Generation time</h2>" + _table(
-            ["videos", "steps", "mean s / video", "median s / video", "max s / video", "CPU s / video",
-             "frames / s", "threads", "load average"],
-            [[timing["videos"], timing["steps"], timing["mean_seconds_per_video"],
-              timing["median_seconds_per_video"], timing["max_seconds_per_video"],
-              timing.get("mean_cpu_seconds_per_video"), timing["frames_per_second"],
-              timing.get("torch_threads", ""), timing.get("load_average")]])
+        parts.append(
+            "<h2>Generation time</h2>"
+            + _table(
+                [
+                    "videos",
+                    "steps",
+                    "mean s / video",
+                    "median s / video",
+                    "max s / video",
+                    "CPU s / video",
+                    "frames / s",
+                    "threads",
+                    "load average",
+                ],
+                [
+                    [
+                        timing["videos"],
+                        timing["steps"],
+                        timing["mean_seconds_per_video"],
+                        timing["median_seconds_per_video"],
+                        timing["max_seconds_per_video"],
+                        timing.get("mean_cpu_seconds_per_video"),
+                        timing["frames_per_second"],
+                        timing.get("torch_threads", ""),
+                        timing.get("load_average"),
+                    ]
+                ],
+            )
             + '<p class="note">Wall-clock seconds per video after a warm-up call; CPU seconds count all '
-              "threads. A load average above the core count means other work shared the processor.</p>")
+            "threads. A load average above the core count means other work shared the processor.</p>"
+        )
     training = results.get("training")
     if training and training.get("records"):
-        parts.append("<h2>Training run</h2>" + _table(
-            ["logged points", "last step", "last loss", "mean loss (last 10 logs)"],
-            [[training["records"], training["last_step"], training["last_loss"], training["mean_loss_last_10_logs"]]]))
+        parts.append(
+            "<h2>Training run</h2>"
+            + _table(
+                ["logged points", "last step", "last loss", "mean loss (last 10 logs)"],
+                [
+                    [
+                        training["records"],
+                        training["last_step"],
+                        training["last_loss"],
+                        training["mean_loss_last_10_logs"],
+                    ]
+                ],
+            )
+        )
     parts.append(_autoencoder_section(results.get("autoencoder")))
     if plots:
         imgs = "".join(f'<img src="{_e(path)}" alt="{_e(name)} plot">' for name, path in plots.items())
@@ -589,8 +713,10 @@ def render_html(results: dict[str, Any]) -> str:
     if stages:
         parts.append("<h2>Evaluation time</h2>" + _table(["stage", "seconds"], [[k, v] for k, v in stages.items()]))
     body = "\n".join(p for p in parts if p)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n"
+    )
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -608,9 +734,12 @@ def write_report(out_dir: str | os.PathLike, results: dict[str, Any], metrics_fi
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
-    if metrics_file is not None and Path(metrics_file).is_file():
-        if plot_loss(Path(metrics_file), out / "loss.png") is not None:
-            plots["loss"] = "loss.png"
+    if (
+        metrics_file is not None
+        and Path(metrics_file).is_file()
+        and plot_loss(Path(metrics_file), out / "loss.png") is not None
+    ):
+        plots["loss"] = "loss.png"
     adh = results.get("adherence")
     if adh and adh.get("accuracy"):
         plot_adherence(adh["accuracy"], adh.get("targets", results.get("targets", {})), out / "adherence.png")
@@ -646,20 +775,28 @@ def summary_table(results: dict[str, Any]) -> str:
         acc = ", ".join(f"{k} {'n/a' if v is None else f'{v:.0%}'}" for k, v in adh["accuracy"].items())
         lines.append(f"adherence: {acc}; all {adh['all_pass']:.0%} ({adh['n_cases']} cases)")
     for key, r in (results.get("fvd") or {}).items():
-        lines.append(f"FVD ({key}): {r['value']:.1f}  (floor {r.get('floor', float('nan')):.1f}; "
-                     f"{r['n_a']} vs {r['n_b']} videos)")
+        lines.append(
+            f"FVD ({key}): {r['value']:.1f}  (floor {r.get('floor', float('nan')):.1f}; "
+            f"{r['n_a']} vs {r['n_b']} videos)"
+        )
     fid = results.get("fid")
     if fid:
-        lines.append(f"FID per frame: {fid['value']:.1f}  (floor {fid.get('floor', float('nan')):.1f}; "
-                     f"{fid['n_a']} vs {fid['n_b']} frames)")
+        lines.append(
+            f"FID per frame: {fid['value']:.1f}  (floor {fid.get('floor', float('nan')):.1f}; "
+            f"{fid['n_a']} vs {fid['n_b']} frames)"
+        )
     ae = results.get("autoencoder") or {}
     if ae.get("status") == "ok":
-        lines.append(f"autoencoder: PSNR {ae.get('mean_psnr', float('nan')):.2f} dB, "
-                     f"SSIM {ae.get('mean_ssim', float('nan')):.3f}")
+        lines.append(
+            f"autoencoder: PSNR {ae.get('mean_psnr', float('nan')):.2f} dB, "
+            f"SSIM {ae.get('mean_ssim', float('nan')):.3f}"
+        )
     elif ae:
         lines.append(f"autoencoder: {ae.get('status')}")
     timing = results.get("timing")
     if timing:
-        lines.append(f"generation: {timing['mean_seconds_per_video']:.2f} s per video (mean of {timing['videos']}, "
-                     f"{timing['steps']} steps)")
+        lines.append(
+            f"generation: {timing['mean_seconds_per_video']:.2f} s per video (mean of {timing['videos']}, "
+            f"{timing['steps']} steps)"
+        )
     return "\n".join(lines)

@@ -67,18 +67,21 @@ def _check_record(record: Any) -> dict[str, Any]:
         raise AuditLogError("audit record must not contain the prompt itself; record prompt_sha256 instead")
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
-        raise AuditLogError(
-            f"audit record lacks {', '.join(missing)} (required: {', '.join(REQUIRED_FIELDS)})")
+        raise AuditLogError(f"audit record lacks {', '.join(missing)} (required: {', '.join(REQUIRED_FIELDS)})")
     if not (isinstance(record["request_id"], str) and record["request_id"]):
         raise AuditLogError("audit record's request_id must be a non-empty string")
     if not (isinstance(record["prompt_sha256"], str) and _SHA256_RE.match(record["prompt_sha256"])):
         raise AuditLogError("audit record's prompt_sha256 must be 64 lowercase hex digits")
     stages = record["stages"]
     # Either {"stage name": decision, ...} or [{"stage": name, "decision": ..., ...}, ...] in order.
-    if not (isinstance(stages, dict) or (isinstance(stages, list) and all(
-            isinstance(s, dict) and "stage" in s and "decision" in s for s in stages))):
-        raise AuditLogError("audit record's stages must map each stage to its decision: "
-                            "{name: decision} or [{'stage': name, 'decision': ...}, ...]")
+    if not (
+        isinstance(stages, dict)
+        or (isinstance(stages, list) and all(isinstance(s, dict) and "stage" in s and "decision" in s for s in stages))
+    ):
+        raise AuditLogError(
+            "audit record's stages must map each stage to its decision: "
+            "{name: decision} or [{'stage': name, 'decision': ...}, ...]"
+        )
     out_path, out_hash = record["output_path"], record["output_sha256"]
     if (out_path is None) != (out_hash is None):
         raise AuditLogError("audit record needs both output_path and output_sha256, or neither (blocked)")

@@ -32,23 +32,23 @@ SEAM_PERIODS = (4, 8, 16)
 
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"spatial_seam_{p}" for p in SEAM_PERIODS),  # log ratio: |step| across a p-pixel seam vs anywhere
-    "temporal_seam_4",          # log ratio: frame change across a 4-frame seam vs any frame change
-    "noise_level",              # log median |high-pass residual| (sensor noise is never zero)
-    "flat_fraction",            # share of pixels whose 3x3 neighbourhood is exactly flat
-    "gradient_to_laplacian",    # log mean |grad| / mean |laplacian|: edges vs fine texture
-    "spectrum_slope",           # log-log slope of the radial power spectrum (natural ~ -2)
-    "saturation_mean",          # HSV saturation statistics
+    "temporal_seam_4",  # log ratio: frame change across a 4-frame seam vs any frame change
+    "noise_level",  # log median |high-pass residual| (sensor noise is never zero)
+    "flat_fraction",  # share of pixels whose 3x3 neighbourhood is exactly flat
+    "gradient_to_laplacian",  # log mean |grad| / mean |laplacian|: edges vs fine texture
+    "spectrum_slope",  # log-log slope of the radial power spectrum (natural ~ -2)
+    "saturation_mean",  # HSV saturation statistics
     "saturation_std",
-    "colour_diversity",         # log distinct colours (5 bits/channel) per 1000 pixels
-    "temporal_change",          # log mean |frame difference| / intensity std
-    "static_fraction",          # share of pixels that do not change between frames
-    "single_frame",             # 1 for an image, 0 for a video
+    "colour_diversity",  # log distinct colours (5 bits/channel) per 1000 pixels
+    "temporal_change",  # log mean |frame difference| / intensity std
+    "static_fraction",  # share of pixels that do not change between frames
+    "single_frame",  # 1 for an image, 0 for a video
 )
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:
     f = frames.astype(np.float32)
-    return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]    # (T, H, W)
+    return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]  # (T, H, W)
 
 
 def _seam_ratio(steps: np.ndarray, period: int, axis: int) -> float:
@@ -75,11 +75,12 @@ def _spectrum_slope(luma: np.ndarray) -> float:
         window = np.outer(np.hanning(h), np.hanning(w))
         power = np.abs(np.fft.fftshift(np.fft.fft2((frame - frame.mean()) * window))) ** 2
         yy, xx = np.indices((h, w))
-        radius = np.hypot((yy - h / 2) / h, (xx - w / 2) / w)        # cycles/pixel
+        radius = np.hypot((yy - h / 2) / h, (xx - w / 2) / w)  # cycles/pixel
         bins = np.linspace(0.02, 0.5, 16)
         which = np.digitize(radius.ravel(), bins)
-        mean_power = np.array([power.ravel()[which == b].mean() if np.any(which == b) else np.nan
-                               for b in range(1, len(bins))])
+        mean_power = np.array(
+            [power.ravel()[which == b].mean() if np.any(which == b) else np.nan for b in range(1, len(bins))]
+        )
         centres = (bins[:-1] + bins[1:]) / 2
         ok = np.isfinite(mean_power) & (mean_power > 0)
         if ok.sum() >= 4:
@@ -92,16 +93,17 @@ def video_features(frames: np.ndarray) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise CinecubeError(f"the detector needs frames shaped (T, H, W, 3), got {frames.shape}")
     if min(frames.shape[1:3]) < 16:
-        raise CinecubeError(f"the detector needs frames of at least 16x16 pixels, got "
-                            f"{frames.shape[2]}x{frames.shape[1]}")
-    frames = frames[:32]                                    # enough evidence, bounded cost
-    luma = _luma(frames)                                    # (T, H, W)
-    dx = np.abs(np.diff(luma, axis=2))                      # (T, H, W-1)
-    dy = np.abs(np.diff(luma, axis=1))                      # (T, H-1, W)
+        raise CinecubeError(
+            f"the detector needs frames of at least 16x16 pixels, got {frames.shape[2]}x{frames.shape[1]}"
+        )
+    frames = frames[:32]  # enough evidence, bounded cost
+    luma = _luma(frames)  # (T, H, W)
+    dx = np.abs(np.diff(luma, axis=2))  # (T, H, W-1)
+    dy = np.abs(np.diff(luma, axis=1))  # (T, H-1, W)
     seams = [(_seam_ratio(dx, p, 2) + _seam_ratio(dy, p, 1)) / 2 for p in SEAM_PERIODS]
 
     if len(luma) >= 8:
-        dt = np.abs(np.diff(luma, axis=0)).mean(axis=(1, 2))                 # (T-1,)
+        dt = np.abs(np.diff(luma, axis=0)).mean(axis=(1, 2))  # (T-1,)
         temporal_seam = _seam_ratio(dt, 4, 0)
         temporal_change = float(np.log(dt.mean() / (luma.std() + 1e-3) + 1e-4))
         static = float((np.abs(np.diff(luma, axis=0)) < 0.5).mean())
@@ -109,13 +111,15 @@ def video_features(frames: np.ndarray) -> np.ndarray:
         temporal_seam, temporal_change, static = 0.0, float(np.log(1e-4)), 1.0
 
     # High-pass residual: pixel minus the mean of its 4 neighbours (a discrete Laplacian).
-    lap = np.abs(4 * luma[:, 1:-1, 1:-1] - luma[:, :-2, 1:-1] - luma[:, 2:, 1:-1]
-                 - luma[:, 1:-1, :-2] - luma[:, 1:-1, 2:])
+    lap = np.abs(
+        4 * luma[:, 1:-1, 1:-1] - luma[:, :-2, 1:-1] - luma[:, 2:, 1:-1] - luma[:, 1:-1, :-2] - luma[:, 1:-1, 2:]
+    )
     noise = float(np.log(np.median(lap) + 0.1))
-    neighbourhood_range = (np.maximum.reduce([luma[:, 1:-1, 1:-1], luma[:, :-2, 1:-1], luma[:, 2:, 1:-1],
-                                              luma[:, 1:-1, :-2], luma[:, 1:-1, 2:]])
-                           - np.minimum.reduce([luma[:, 1:-1, 1:-1], luma[:, :-2, 1:-1], luma[:, 2:, 1:-1],
-                                                luma[:, 1:-1, :-2], luma[:, 1:-1, 2:]]))
+    neighbourhood_range = np.maximum.reduce(
+        [luma[:, 1:-1, 1:-1], luma[:, :-2, 1:-1], luma[:, 2:, 1:-1], luma[:, 1:-1, :-2], luma[:, 1:-1, 2:]]
+    ) - np.minimum.reduce(
+        [luma[:, 1:-1, 1:-1], luma[:, :-2, 1:-1], luma[:, 2:, 1:-1], luma[:, 1:-1, :-2], luma[:, 1:-1, 2:]]
+    )
     flat = float((neighbourhood_range < 0.5).mean())
     grad_to_lap = float(np.log((dx.mean() + dy.mean()) / 2 + 1e-3) - np.log(lap.mean() + 1e-3))
 
@@ -126,20 +130,34 @@ def video_features(frames: np.ndarray) -> np.ndarray:
     codes = (quantised[..., 0] << 10) | (quantised[..., 1] << 5) | quantised[..., 2]
     diversity = float(np.log(len(np.unique(codes)) / codes.size * 1000 + 1e-3))
 
-    return np.array([*seams, temporal_seam, noise, flat, grad_to_lap, _spectrum_slope(luma),
-                     float(saturation.mean()), float(saturation.std()), diversity,
-                     temporal_change, static, float(len(frames) == 1)], dtype=np.float64)
+    return np.array(
+        [
+            *seams,
+            temporal_seam,
+            noise,
+            flat,
+            grad_to_lap,
+            _spectrum_slope(luma),
+            float(saturation.mean()),
+            float(saturation.std()),
+            diversity,
+            temporal_change,
+            static,
+            float(len(frames) == 1),
+        ],
+        dtype=np.float64,
+    )
 
 
 @dataclass
 class Detector:
     """Standardised features -> logistic regression -> P(generated by cinecube)."""
 
-    mean: np.ndarray          # (F,)
-    scale: np.ndarray         # (F,)
-    coef: np.ndarray          # (F,)
+    mean: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    coef: np.ndarray  # (F,)
     intercept: float
-    threshold: float = 0.5    # score above which `is_generated` says yes
+    threshold: float = 0.5  # score above which `is_generated` says yes
     info: dict[str, Any] = field(default_factory=dict)
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
@@ -156,9 +174,16 @@ class Detector:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": "cinecube-detector-v1", "features": list(FEATURE_NAMES),
-                   "mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(),
-                   "intercept": self.intercept, "threshold": self.threshold, "info": self.info}
+        payload = {
+            "format": "cinecube-detector-v1",
+            "features": list(FEATURE_NAMES),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "info": self.info,
+        }
         tmp = path.with_name(path.name + ".part")
         tmp.write_text(json.dumps(payload, indent=1))
         os.replace(tmp, path)
@@ -172,8 +197,14 @@ class Detector:
                 raise ValueError(f"format {payload.get('format')!r}")
             if tuple(payload["features"]) != FEATURE_NAMES:
                 raise ValueError("its features differ from this version's")
-            return cls(np.array(payload["mean"]), np.array(payload["scale"]), np.array(payload["coef"]),
-                       float(payload["intercept"]), float(payload["threshold"]), payload.get("info", {}))
+            return cls(
+                np.array(payload["mean"]),
+                np.array(payload["scale"]),
+                np.array(payload["coef"]),
+                float(payload["intercept"]),
+                float(payload["threshold"]),
+                payload.get("info", {}),
+            )
         except FileNotFoundError:
             raise CinecubeError(f"detector weights not found at {path}") from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -194,10 +225,10 @@ def load_default_detector() -> Detector:
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000) -> Detector:
     """Standardise and fit an L2-regularised logistic regression by Newton's method."""
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])          # (N, F+1), bias last
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])  # (N, F+1), bias last
     w = np.zeros(z.shape[1])
     penalty = np.full(z.shape[1], l2 * len(x))
-    penalty[-1] = 0.0                                                   # no penalty on the bias
+    penalty[-1] = 0.0  # no penalty on the bias
     for _ in range(min(steps, 100)):
         p = 1.0 / (1.0 + np.exp(-(z @ w)))
         gradient = z.T @ (p - y) + penalty * w

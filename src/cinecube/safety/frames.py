@@ -30,25 +30,25 @@ import numpy as np
 from ..errors import CinecubeError
 
 ACTIONS = ("block", "blur")
-CHANGE_THRESHOLD = 12.0     # mean absolute difference (0..255) on a 32 x 32 thumbnail that triggers a look
+CHANGE_THRESHOLD = 12.0  # mean absolute difference (0..255) on a 32 x 32 thumbnail that triggers a look
 
 
 @dataclass(frozen=True)
 class Finding:
     frame_index: int
     reviewer: str
-    label: str                          # e.g. "face"
-    box: tuple[int, int, int, int]      # (x, y, width, height) in frame pixels
-    score: float                        # reviewer's confidence, 0..1
+    label: str  # e.g. "face"
+    box: tuple[int, int, int, int]  # (x, y, width, height) in frame pixels
+    score: float  # reviewer's confidence, 0..1
 
 
 @dataclass
 class FrameReview:
     allowed: bool
-    frames: np.ndarray                  # (T, H, W, 3) uint8: the input, or a blurred copy
+    frames: np.ndarray  # (T, H, W, 3) uint8: the input, or a blurred copy
     findings: list[Finding]
-    action_taken: str                   # "none", "blocked", "blurred"
-    reviewed: list[int] = field(default_factory=list)   # frame indices that were looked at
+    action_taken: str  # "none", "blocked", "blurred"
+    reviewed: list[int] = field(default_factory=list)  # frame indices that were looked at
 
 
 @runtime_checkable
@@ -64,8 +64,10 @@ def _cv2():
     import cv2
 
     if not hasattr(cv2, "CascadeClassifier"):
-        raise CinecubeError(f"OpenCV {cv2.__version__} has no Haar cascades (removed in OpenCV 5): "
-                            "install opencv-python-headless>=4.8,<5")
+        raise CinecubeError(
+            f"OpenCV {cv2.__version__} has no Haar cascades (removed in OpenCV 5): "
+            "install opencv-python-headless>=4.8,<5"
+        )
     return cv2
 
 
@@ -74,8 +76,10 @@ def _cascade(name: str):
     cv2 = _cv2()
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
     if cascade.empty():
-        raise CinecubeError(f"OpenCV's Haar cascade {name} is missing from {cv2.data.haarcascades}: "
-                            "reinstall opencv-python-headless>=4.8,<5")
+        raise CinecubeError(
+            f"OpenCV's Haar cascade {name} is missing from {cv2.data.haarcascades}: "
+            "reinstall opencv-python-headless>=4.8,<5"
+        )
     return cascade
 
 
@@ -89,13 +93,19 @@ class FaceReviewer:
 
     name = "faces"
 
-    def __init__(self, frontal_min_neighbors: int = 10, profile_min_neighbors: int = 8,
-                 min_face_fraction: float = 0.04, work_size: int = 640, min_side: int = 192):
+    def __init__(
+        self,
+        frontal_min_neighbors: int = 10,
+        profile_min_neighbors: int = 8,
+        min_face_fraction: float = 0.04,
+        work_size: int = 640,
+        min_side: int = 192,
+    ):
         self.frontal_min_neighbors = frontal_min_neighbors
         self.profile_min_neighbors = profile_min_neighbors
-        self.min_face_fraction = min_face_fraction   # of the short side
-        self.work_size = work_size                   # long side is shrunk to this (speed)
-        self.min_side = min_side                     # short side is enlarged to this (tiny frames)
+        self.min_face_fraction = min_face_fraction  # of the short side
+        self.work_size = work_size  # long side is shrunk to this (speed)
+        self.min_side = min_side  # short side is enlarged to this (tiny frames)
 
     def review(self, frame: np.ndarray) -> list[Finding]:
         cv2 = _cv2()
@@ -109,13 +119,16 @@ class FaceReviewer:
         gh, gw = gray.shape
         min_face = max(24, int(self.min_face_fraction * min(gh, gw)))
         findings = []
-        passes = [("haarcascade_frontalface_alt2.xml", self.frontal_min_neighbors, False),
-                  ("haarcascade_profileface.xml", self.profile_min_neighbors, False),
-                  ("haarcascade_profileface.xml", self.profile_min_neighbors, True)]
+        passes = [
+            ("haarcascade_frontalface_alt2.xml", self.frontal_min_neighbors, False),
+            ("haarcascade_profileface.xml", self.profile_min_neighbors, False),
+            ("haarcascade_profileface.xml", self.profile_min_neighbors, True),
+        ]
         for cascade_name, neighbors, mirrored in passes:
             image = cv2.flip(gray, 1) if mirrored else gray
             boxes, counts = _cascade(cascade_name).detectMultiScale2(
-                image, scaleFactor=1.1, minNeighbors=neighbors, minSize=(min_face, min_face))
+                image, scaleFactor=1.1, minNeighbors=neighbors, minSize=(min_face, min_face)
+            )
             for (x, y, bw, bh), n in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(counts).reshape(-1)):
                 if mirrored:
                     x = gw - x - bw
@@ -169,8 +182,13 @@ def blur_boxes(frame: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], gr
     return out
 
 
-def review_frames(frames: np.ndarray, reviewers: Sequence[FrameReviewer] | None = None, every_k: int = 8,
-                  action: str = "block", hold: int = 2) -> FrameReview:
+def review_frames(
+    frames: np.ndarray,
+    reviewers: Sequence[FrameReviewer] | None = None,
+    every_k: int = 8,
+    action: str = "block",
+    hold: int = 2,
+) -> FrameReview:
     """Review (T, H, W, 3) uint8 frames; block them or blur what was found.
 
     `hold`: in blur mode a box found in frame t is also blurred in frames t-hold .. t+hold, so a

@@ -47,14 +47,14 @@ class SafetySettings:
 
     prompt_policy: bool = True
     frame_review: bool = True
-    frame_action: str = "block"              # "block" or "blur" detected faces
-    frame_review_every: int = 8              # review first, last and every k-th frame
+    frame_action: str = "block"  # "block" or "blur" detected faces
+    frame_review_every: int = 8  # review first, last and every k-th frame
     watermark: bool = True
     c2pa: bool = True
     audit: bool = True
-    audit_path: str | None = None            # default: <config dir>/audit.jsonl
-    signing_key: str | None = None           # an organisation's key (PKCS#8 PEM) ...
-    signing_chain: str | None = None         # ... and its certificate chain; else per-installation
+    audit_path: str | None = None  # default: <config dir>/audit.jsonl
+    signing_key: str | None = None  # an organisation's key (PKCS#8 PEM) ...
+    signing_chain: str | None = None  # ... and its certificate chain; else per-installation
 
     def __post_init__(self) -> None:
         if self.frame_action not in ("block", "blur"):
@@ -68,11 +68,12 @@ class SafetySettings:
     def skipped(self) -> list[str]:
         return [stage for stage in STAGES if not getattr(self, stage)]
 
+
 @dataclass
 class PublishResult:
     path: Path
     output_sha256: str
-    watermark_payload: str | None               # hex, None when the watermark was skipped
+    watermark_payload: str | None  # hex, None when the watermark was skipped
     stages: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -88,26 +89,43 @@ def _audit(settings: SafetySettings, record: dict[str, Any]) -> None:
 def _base_record(request_id: str, prompt: str, settings: SafetySettings) -> dict[str, Any]:
     from .provenance import prompt_sha256
 
-    return {"request_id": request_id, "prompt_sha256": prompt_sha256(prompt),
-            "skipped_stages": settings.skipped}
+    return {"request_id": request_id, "prompt_sha256": prompt_sha256(prompt), "skipped_stages": settings.skipped}
 
 
-def check_prompt_allowed(prompt: str, settings: SafetySettings, request_id: str | None = None,
-                         ) -> dict[str, Any]:
+def check_prompt_allowed(
+    prompt: str,
+    settings: SafetySettings,
+    request_id: str | None = None,
+) -> dict[str, Any]:
     """Stage 1, run before generating. Raises SafetyBlockedError (and logs it) on a denial."""
     if not settings.prompt_policy:
         return {"stage": "prompt_policy", "decision": "skipped"}
     from .prompts import check_prompt
 
     decision = check_prompt(prompt)
-    stage = {"stage": "prompt_policy", "decision": "allow" if decision.allowed else "deny",
-             "category": decision.category, "by": decision.stage}
+    stage = {
+        "stage": "prompt_policy",
+        "decision": "allow" if decision.allowed else "deny",
+        "category": decision.category,
+        "by": decision.stage,
+    }
     if not decision.allowed:
         request_id = request_id or uuid.uuid4().hex
-        _audit(settings, {**_base_record(request_id, prompt, settings), "stages": [stage],
-                          "outcome": "blocked", "output_path": None, "output_sha256": None})
-        raise SafetyBlockedError("prompt_policy", f"prompt refused by the content policy "
-                                 f"(category: {decision.category}): {decision.reason}", stage)
+        _audit(
+            settings,
+            {
+                **_base_record(request_id, prompt, settings),
+                "stages": [stage],
+                "outcome": "blocked",
+                "output_path": None,
+                "output_sha256": None,
+            },
+        )
+        raise SafetyBlockedError(
+            "prompt_policy",
+            f"prompt refused by the content policy (category: {decision.category}): {decision.reason}",
+            stage,
+        )
     return stage
 
 
@@ -150,15 +168,19 @@ def write_watermarked(frames: np.ndarray, payload, tmp: Path, fps: float, stage:
 
     if min(frames.shape[1:3]) < MIN_SIDE:
         stage.update(decision="failed", attempts=0)
-        raise SafetyBlockedError("watermark", f"{frames.shape[1]}x{frames.shape[2]} frames are below the "
-                                 f"{MIN_SIDE}x{MIN_SIDE} pixels the invisible watermark needs", stage)
+        raise SafetyBlockedError(
+            "watermark",
+            f"{frames.shape[1]}x{frames.shape[2]} frames are below the "
+            f"{MIN_SIDE}x{MIN_SIDE} pixels the invisible watermark needs",
+            stage,
+        )
 
     def carries(video: np.ndarray) -> bool:
         check = detect_watermark(video)
         return bool(check.detected and check.payload == payload)
 
     distortions = _sharing_distortions(len(frames), fps)
-    best: tuple[int, np.ndarray, dict[str, Any]] | None = None   # (distortions survived, frames, record)
+    best: tuple[int, np.ndarray, dict[str, Any]] | None = None  # (distortions survived, frames, record)
     for attempt, psnr_db in enumerate(WATERMARK_PSNR_STEPS_DB, start=1):
         marked = embed_watermark(frames, payload, psnr_db=psnr_db)
         write_video(tmp, marked, fps=fps)
@@ -174,25 +196,38 @@ def write_watermarked(frames: np.ndarray, payload, tmp: Path, fps: float, stage:
     if best is None:
         stage.update(decision="failed", attempts=len(WATERMARK_PSNR_STEPS_DB))
         raise SafetyBlockedError(
-            "watermark", f"the watermark did not survive writing {tmp.suffix} at "
+            "watermark",
+            f"the watermark did not survive writing {tmp.suffix} at "
             f"{frames.shape[1]}x{frames.shape[2]}x{frames.shape[0]} even at "
-            f"{WATERMARK_PSNR_STEPS_DB[-1]:.0f} dB PSNR; write a .png or a larger video", stage)
+            f"{WATERMARK_PSNR_STEPS_DB[-1]:.0f} dB PSNR; write a .png or a larger video",
+            stage,
+        )
     _, marked, record = best
     if record["attempts"] != attempt:
-        write_video(tmp, marked, fps=fps)          # an earlier strength survived more
+        write_video(tmp, marked, fps=fps)  # an earlier strength survived more
     stage.update(record, attempts=attempt)
     return marked
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float | None:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return round(10 * float(np.log10(255.0 ** 2 / mse)), 2) if mse > 0 else None
+    return round(10 * float(np.log10(255.0**2 / mse)), 2) if mse > 0 else None
 
 
-def publish(frames: np.ndarray, path: str | os.PathLike, *, prompt: str, seed: int, fps: float,
-            model_name: str, checkpoint_sha256: str, generation: dict[str, Any],
-            settings: SafetySettings = SafetySettings(), prompt_stage: dict[str, Any] | None = None,
-            request_id: str | None = None) -> PublishResult:
+def publish(
+    frames: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    prompt: str,
+    seed: int,
+    fps: float,
+    model_name: str,
+    checkpoint_sha256: str,
+    generation: dict[str, Any],
+    settings: SafetySettings = SafetySettings(),
+    prompt_stage: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> PublishResult:
     """Run frames (T, H, W, 3) uint8 through review, watermark, write, sign; log; publish.
 
     `generation` holds the request's settings for the manifest (steps, guidance, sampler).
@@ -211,15 +246,23 @@ def publish(frames: np.ndarray, path: str | os.PathLike, *, prompt: str, seed: i
             from .frames import review_frames
 
             review = review_frames(frames, every_k=settings.frame_review_every, action=settings.frame_action)
-            stage = {"stage": "frame_review", "decision": review.action_taken if review.allowed else "deny",
-                     "findings": [{"frame": f.frame_index, "reviewer": f.reviewer, "label": f.label}
-                                  for f in review.findings]}
+            stage = {
+                "stage": "frame_review",
+                "decision": review.action_taken if review.allowed else "deny",
+                "findings": [
+                    {"frame": f.frame_index, "reviewer": f.reviewer, "label": f.label} for f in review.findings
+                ],
+            }
             stages.append(stage)
             if not review.allowed:
                 labels = sorted({f.label for f in review.findings})
-                raise SafetyBlockedError("frame_review", f"output blocked by frame review "
-                                         f"({', '.join(labels)} found in {len(review.findings)} place(s)); "
-                                         "use --frame-action blur to blur faces instead", stage)
+                raise SafetyBlockedError(
+                    "frame_review",
+                    f"output blocked by frame review "
+                    f"({', '.join(labels)} found in {len(review.findings)} place(s)); "
+                    "use --frame-action blur to blur faces instead",
+                    stage,
+                )
             frames = review.frames
         else:
             stages.append({"stage": "frame_review", "decision": "skipped"})
@@ -229,7 +272,7 @@ def publish(frames: np.ndarray, path: str | os.PathLike, *, prompt: str, seed: i
             from .watermark import payload_for
 
             payload = payload_for(checkpoint_sha256, secrets.randbits(24))
-            payload_hex = payload.as_hex()            # "mmmm-gggggg", as `cinecube verify` prints it
+            payload_hex = payload.as_hex()  # "mmmm-gggggg", as `cinecube verify` prints it
             stage = {"stage": "watermark", "decision": "embedded", "payload": payload_hex}
             stages.append(stage)
             frames = write_watermarked(frames, payload, tmp, fps, stage)
@@ -239,10 +282,19 @@ def publish(frames: np.ndarray, path: str | os.PathLike, *, prompt: str, seed: i
         if settings.c2pa:
             from .provenance import generation_claims, sign_media
 
-            claims = generation_claims(model=model_name, checkpoint_sha256=checkpoint_sha256, prompt=prompt,
-                                       seed=seed, height=int(frames.shape[1]), width=int(frames.shape[2]),
-                                       frames=int(frames.shape[0]), fps=fps, request_id=request_id,
-                                       skipped_stages=settings.skipped, **generation)
+            claims = generation_claims(
+                model=model_name,
+                checkpoint_sha256=checkpoint_sha256,
+                prompt=prompt,
+                seed=seed,
+                height=int(frames.shape[1]),
+                width=int(frames.shape[2]),
+                frames=int(frames.shape[0]),
+                fps=fps,
+                request_id=request_id,
+                skipped_stages=settings.skipped,
+                **generation,
+            )
             # The soft binding holds the same payload as whole bytes of hex ("mmmmgggggg").
             soft_binding = payload_hex.replace("-", "") if payload_hex else None
             sign_media(tmp, claims, soft_binding, _signing_identity(settings), title=target.name)
@@ -257,10 +309,27 @@ def publish(frames: np.ndarray, path: str | os.PathLike, *, prompt: str, seed: i
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         failed = getattr(exc, "stage", None) or (stages[-1]["stage"] if stages else "unknown")
-        _audit(settings, {**record, "stages": stages, "outcome": "blocked" if isinstance(exc, SafetyBlockedError)
-                          else "error", "error": f"{type(exc).__name__}: {str(exc)[:200]}",
-                          "failed_stage": failed, "output_path": None, "output_sha256": None})
+        _audit(
+            settings,
+            {
+                **record,
+                "stages": stages,
+                "outcome": "blocked" if isinstance(exc, SafetyBlockedError) else "error",
+                "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+                "failed_stage": failed,
+                "output_path": None,
+                "output_sha256": None,
+            },
+        )
         raise
-    _audit(settings, {**record, "stages": stages, "outcome": "published", "output_path": str(target.resolve()),
-                      "output_sha256": digest})
+    _audit(
+        settings,
+        {
+            **record,
+            "stages": stages,
+            "outcome": "published",
+            "output_path": str(target.resolve()),
+            "output_sha256": digest,
+        },
+    )
     return PublishResult(target, digest, payload_hex, stages, settings.skipped)

@@ -55,7 +55,7 @@ CATEGORIES: dict[str, str] = {
     "real_people": "realistic depictions of real named people",
 }
 BENIGN = "benign"
-DEFAULT_THRESHOLD = 0.6        # deny when a category's probability reaches this (chosen on the shipped sets)
+DEFAULT_THRESHOLD = 0.6  # deny when a category's probability reaches this (chosen on the shipped sets)
 # Prompts longer than LONG_PROMPT_WORDS are also classified in overlapping windows of WINDOW_WORDS,
 # so a short request buried in filler is judged on its own (a 32-word window dilutes it too much).
 LONG_PROMPT_WORDS, WINDOW_WORDS, WINDOW_STRIDE = 24, 12, 6
@@ -66,10 +66,10 @@ Stage = Literal["blocklist", "classifier"]
 @dataclass(frozen=True)
 class PolicyDecision:
     allowed: bool
-    category: str | None      # a CATEGORIES key when denied
-    reason: str               # one line, safe to show to the user
-    stage: Stage | None       # which stage denied it; None when allowed
-    score: float              # 1.0 for a blocklist match, else the classifier's top category probability
+    category: str | None  # a CATEGORIES key when denied
+    reason: str  # one line, safe to show to the user
+    stage: Stage | None  # which stage denied it; None when allowed
+    score: float  # 1.0 for a blocklist match, else the classifier's top category probability
 
 
 class PromptRefused(InvalidRequestError):
@@ -87,30 +87,114 @@ class PromptRefused(InvalidRequestError):
 # Letters from other scripts that look like Latin ones (after NFKC, which already folds
 # full-width, mathematical and other compatibility forms). A focused subset of Unicode's
 # confusables.txt: the Cyrillic and Greek lookalikes that render identically in common fonts.
-CONFUSABLES = str.maketrans({
-    # Cyrillic
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
-    "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d",
-    "һ": "h", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ɡ": "g", "ո": "n", "ս": "u",
-    "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o", "Р": "p", "С": "c",
-    "Т": "t", "У": "y", "Х": "x", "Ѕ": "s", "І": "i", "Ј": "j",
-    # Greek
-    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
-    "τ": "t", "υ": "u", "χ": "x", "ω": "w", "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h",
-    "Ι": "i", "Κ": "k", "Μ": "m", "Ν": "n", "Ο": "o", "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x",
-    # Latin lookalikes outside ASCII that NFKC keeps
-    "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ß": "ss", "æ": "ae", "œ": "oe",
-})
+CONFUSABLES = str.maketrans(
+    {
+        # Cyrillic
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "ѕ": "s",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "ԁ": "d",
+        "һ": "h",
+        "ԛ": "q",
+        "ԝ": "w",
+        "ӏ": "l",
+        "ɡ": "g",
+        "ո": "n",
+        "ս": "u",
+        "А": "a",
+        "В": "b",
+        "Е": "e",
+        "К": "k",
+        "М": "m",
+        "Н": "h",
+        "О": "o",
+        "Р": "p",
+        "С": "c",
+        "Т": "t",
+        "У": "y",
+        "Х": "x",
+        "Ѕ": "s",
+        "І": "i",
+        "Ј": "j",
+        # Greek
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ω": "w",
+        "Α": "a",
+        "Β": "b",
+        "Ε": "e",
+        "Ζ": "z",
+        "Η": "h",
+        "Ι": "i",
+        "Κ": "k",
+        "Μ": "m",
+        "Ν": "n",
+        "Ο": "o",
+        "Ρ": "p",
+        "Τ": "t",
+        "Υ": "y",
+        "Χ": "x",
+        # Latin lookalikes outside ASCII that NFKC keeps
+        "ı": "i",
+        "ł": "l",
+        "ø": "o",
+        "đ": "d",
+        "ħ": "h",
+        "ß": "ss",
+        "æ": "ae",
+        "œ": "oe",
+    }
+)
 
 # Leetspeak, applied only inside tokens that also hold a letter (so "3 red circles" keeps its 3).
 # "1" reads as i or l, so both readings are tried.
-LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
-        "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l"}
+LEET = {
+    "0": "o",
+    "1": "i",
+    "3": "e",
+    "4": "a",
+    "5": "s",
+    "6": "g",
+    "7": "t",
+    "8": "b",
+    "9": "g",
+    "@": "a",
+    "$": "s",
+    "!": "i",
+    "|": "l",
+    "+": "t",
+    "€": "e",
+    "£": "l",
+}
 _LEET_I = str.maketrans(LEET)
 _LEET_L = str.maketrans({**LEET, "1": "l"})
 # Numbers with a unit are not leetspeak: 3d, 4k, 1990s, 2nd, 12yo, 60fps.
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:st|nd|rd|th|s|d|k|p|x|yo|yr|yrs|am|pm|mm|cm|m|km|kg|g|fps|mph)$")
-_ARTICLE_LIKE = ("a", "i")     # a spaced-out word often follows "a": "a n u d e" -> "a nude"
+_ARTICLE_LIKE = ("a", "i")  # a spaced-out word often follows "a": "a n u d e" -> "a nude"
 
 
 def fold(text: str) -> str:
@@ -165,10 +249,10 @@ def _join_runs(words: list[str], split_article: bool) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class NormalisedPrompt:
-    folded: str               # fold(prompt): punctuation and digits kept (for raw patterns)
+    folded: str  # fold(prompt): punctuation and digits kept (for raw patterns)
     variants: tuple[str, ...]  # word forms: with and without leetspeak, runs joined two ways
-    runs: tuple[str, ...]     # spaced-out words, matched without word boundaries
-    text: str                 # the reading given to the classifier
+    runs: tuple[str, ...]  # spaced-out words, matched without word boundaries
+    text: str  # the reading given to the classifier
 
 
 def normalise(prompt: str) -> NormalisedPrompt:
@@ -194,6 +278,7 @@ def normalise_text(prompt: str) -> str:
 # Blocklist
 # --------------------------------------------------------------------------------------------
 
+
 def _term_pattern(term: str) -> str:
     """'naked*' -> letters that may repeat, any ending; 'nude' -> also 'nudes', 'nuuude'."""
     parts = []
@@ -215,7 +300,7 @@ def _group_regex(terms: list[str], bounded: bool) -> re.Pattern:
 @dataclass
 class _CategoryRules:
     key: str
-    terms: tuple[re.Pattern, re.Pattern] | None        # (bounded, unbounded)
+    terms: tuple[re.Pattern, re.Pattern] | None  # (bounded, unbounded)
     all_of: list[tuple[re.Pattern, re.Pattern]]
     raw: list[re.Pattern]
 
@@ -238,15 +323,20 @@ class Blocklist:
             cat = spec["categories"][key]
             terms = list(cat.get("terms", []))
             terms += [codecs.decode(s, "rot13") for s in cat.get("slurs_rot13", [])]
-            self.rules.append(_CategoryRules(
-                key,
-                (_group_regex(terms, True), _group_regex(terms, False)) if terms else None,
-                [(_group_regex(g, True), _group_regex(g, False)) for g in cat.get("all_of", [])],
-                [re.compile(p) for p in cat.get("raw_patterns", [])],
-            ))
+            self.rules.append(
+                _CategoryRules(
+                    key,
+                    (_group_regex(terms, True), _group_regex(terms, False)) if terms else None,
+                    [(_group_regex(g, True), _group_regex(g, False)) for g in cat.get("all_of", [])],
+                    [re.compile(p) for p in cat.get("raw_patterns", [])],
+                )
+            )
         people = spec["real_people"]
-        names = [line.strip() for line in (data_dir / people["names_file"]).read_text(encoding="utf-8").splitlines()
-                 if line.strip() and not line.startswith("#")]
+        names = [
+            line.strip()
+            for line in (data_dir / people["names_file"]).read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
         self.names = names
         places = "|".join(re.escape(w) for w in people["not_a_depiction_after"])
         name_alternatives = "|".join(_term_pattern(n) for n in sorted(names, key=len, reverse=True))
@@ -300,14 +390,15 @@ def _search(patterns: tuple[re.Pattern, re.Pattern], variants: list[str], runs: 
 # Embedding classifier
 # --------------------------------------------------------------------------------------------
 
+
 def sentence_embeddings(texts: list[str], encoder=None) -> np.ndarray:
     """Mean-pooled, L2-normalised MiniLM sentence embeddings: (N, 384) float32."""
     from ..text import get_text_encoder
 
     encoder = encoder or get_text_encoder()
-    tokens, mask = encoder.encode(texts)                      # (N, L, 384), (N, L)
+    tokens, mask = encoder.encode(texts)  # (N, L, 384), (N, L)
     m = mask.unsqueeze(-1).to(tokens.dtype)
-    pooled = (tokens * m).sum(1) / m.sum(1).clamp(min=1)      # (N, 384)
+    pooled = (tokens * m).sum(1) / m.sum(1).clamp(min=1)  # (N, 384)
     pooled = pooled / pooled.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     return pooled.numpy().astype(np.float32)
 
@@ -328,7 +419,9 @@ def load_examples(data_dir: Path = POLICY_DATA) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def fit_logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 3e-4) -> tuple[np.ndarray, np.ndarray]:
+def fit_logistic_regression(
+    x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 3e-4
+) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression with class-balanced weights, fitted by L-BFGS.
 
     x (N, D) float32, y (N,) int -> weight (C, D), bias (C,).
@@ -345,7 +438,7 @@ def fit_logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, l2: fl
     def closure():
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(xt @ weight.T + bias, yt, weight=class_weight)
-        loss = loss + l2 * (weight ** 2).sum()
+        loss = loss + l2 * (weight**2).sum()
         loss.backward()
         return loss
 
@@ -358,7 +451,7 @@ class EmbeddingClassifier:
 
     def __init__(self, classes: list[str], weight: np.ndarray, bias: np.ndarray, encoder=None):
         self.classes = classes
-        self.weight, self.bias = weight, bias        # (C, 384), (C,)
+        self.weight, self.bias = weight, bias  # (C, 384), (C,)
         self.encoder = encoder
 
     @classmethod
@@ -382,13 +475,17 @@ class EmbeddingClassifier:
 
     def save(self, data_dir: Path = POLICY_DATA) -> Path:
         path = data_dir / "classifier.npz"
-        np.savez(path, classes=np.array(self.classes), weight=self.weight.astype(np.float32),
-                 bias=self.bias.astype(np.float32),
-                 examples_sha256=np.array(_examples_digest(data_dir / "examples.json")))
+        np.savez(
+            path,
+            classes=np.array(self.classes),
+            weight=self.weight.astype(np.float32),
+            bias=self.bias.astype(np.float32),
+            examples_sha256=np.array(_examples_digest(data_dir / "examples.json")),
+        )
         return path
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        logits = sentence_embeddings(texts, self.encoder) @ self.weight.T + self.bias   # (N, C)
+        logits = sentence_embeddings(texts, self.encoder) @ self.weight.T + self.bias  # (N, C)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -400,12 +497,13 @@ def _windows(text: str) -> list[str]:
     if len(words) <= LONG_PROMPT_WORDS:
         return [text]
     starts = range(0, len(words) - WINDOW_WORDS + WINDOW_STRIDE, WINDOW_STRIDE)
-    return [text] + [" ".join(words[s:s + WINDOW_WORDS]) for s in starts]
+    return [text] + [" ".join(words[s : s + WINDOW_WORDS]) for s in starts]
 
 
 # --------------------------------------------------------------------------------------------
 # The policy
 # --------------------------------------------------------------------------------------------
+
 
 class PromptPolicy:
     """`PromptPolicy().check(prompt) -> PolicyDecision`; `enforce` raises `PromptRefused` instead.
@@ -414,8 +512,15 @@ class PromptPolicy:
     `threshold` is the category probability at which the classifier denies.
     """
 
-    def __init__(self, *, threshold: float = DEFAULT_THRESHOLD, use_blocklist: bool = True,
-                 use_classifier: bool = True, data_dir: Path = POLICY_DATA, encoder=None):
+    def __init__(
+        self,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        use_blocklist: bool = True,
+        use_classifier: bool = True,
+        data_dir: Path = POLICY_DATA,
+        encoder=None,
+    ):
         self.threshold = threshold
         self.blocklist = Blocklist(data_dir) if use_blocklist else None
         # Known-benign phrases that look like harm words ("bath bomb", "glue gun") are blanked
@@ -431,8 +536,9 @@ class PromptPolicy:
             hit = self.blocklist.match(norm)
             if hit:
                 category, matched = hit
-                return PolicyDecision(False, category, f"{CATEGORIES[category]} (matched {matched.strip()!r})",
-                                      "blocklist", 1.0)
+                return PolicyDecision(
+                    False, category, f"{CATEGORIES[category]} (matched {matched.strip()!r})", "blocklist", 1.0
+                )
         if self.classifier is None or not norm.text.strip():
             return PolicyDecision(True, None, "allowed", None, 0.0)
         text = self.allow.sub(" ", norm.text) if self.allow else norm.text
@@ -442,8 +548,9 @@ class PromptPolicy:
         score = float(probs[top])
         if score >= self.threshold:
             category = self.classifier.classes[top]
-            return PolicyDecision(False, category, f"{CATEGORIES[category]} (classifier score {score:.2f})",
-                                  "classifier", score)
+            return PolicyDecision(
+                False, category, f"{CATEGORIES[category]} (classifier score {score:.2f})", "classifier", score
+            )
         return PolicyDecision(True, None, "allowed", None, score)
 
     def enforce(self, prompt: str) -> PolicyDecision:
@@ -467,6 +574,7 @@ def check_prompt(prompt: str) -> PolicyDecision:
 # Shipped prompt sets
 # --------------------------------------------------------------------------------------------
 
+
 def load_redteam(name: str = "redteam.jsonl", data_dir: Path = POLICY_DATA) -> list[dict]:
     """Red-team prompts as dicts {"prompt", "category", "variant"} (ROT13 entries decoded)."""
     rows = []
@@ -485,8 +593,10 @@ def load_benign(name: str = "benign.txt", data_dir: Path = POLICY_DATA) -> list[
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cinecube.safety.prompts",
-                                     description="Check prompts against the policy, or refit the classifier.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cinecube.safety.prompts",
+        description="Check prompts against the policy, or refit the classifier.",
+    )
     parser.add_argument("prompts", nargs="*", help="prompts to check")
     parser.add_argument("--fit", action="store_true", help="refit the classifier from examples.json and save it")
     args = parser.parse_args(argv)

@@ -168,25 +168,40 @@ def _new_identity_pem() -> bytes:
     start = now - datetime.timedelta(hours=1)  # tolerate a little clock skew between machines
 
     def name(common_name: str) -> x509.Name:
-        return x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cinecube local installation"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ])
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cinecube local installation"),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
 
     def key_usage(**granted: bool) -> x509.KeyUsage:
         flags = dict.fromkeys(
-            ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)
+            (
+                "digital_signature",
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+                "key_agreement",
+                "key_cert_sign",
+                "crl_sign",
+                "encipher_only",
+                "decipher_only",
+            ),
+            False,
+        )
         return x509.KeyUsage(**{**flags, **granted})
 
     root_key = ec.generate_private_key(ec.SECP256R1())
     root_name = name(f"cinecube root CA {install_id}")
     root = (
         x509.CertificateBuilder()
-        .subject_name(root_name).issuer_name(root_name)
+        .subject_name(root_name)
+        .issuer_name(root_name)
         .public_key(root_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(now + datetime.timedelta(days=20 * 365))
+        .not_valid_before(start)
+        .not_valid_after(now + datetime.timedelta(days=20 * 365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
@@ -195,20 +210,22 @@ def _new_identity_pem() -> bytes:
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(name(f"cinecube signer {install_id}")).issuer_name(root_name)
+        .subject_name(name(f"cinecube signer {install_id}"))
+        .issuer_name(root_name)
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(now + datetime.timedelta(days=10 * 365))
+        .not_valid_before(start)
+        .not_valid_after(now + datetime.timedelta(days=10 * 365))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
-                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
         .sign(root_key, hashes.SHA256())
     )
     key_pem = leaf_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     certs = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, root))
     return key_pem + certs
 
@@ -226,8 +243,7 @@ def _signing_alg(private_key: Any) -> str:
         return "ED25519"
     if isinstance(private_key, rsa.RSAPrivateKey):
         return "PS256"
-    raise ValueError(f"{type(private_key).__name__} keys are not allowed "
-                     "(use EC P-256/384/521, Ed25519 or RSA)")
+    raise ValueError(f"{type(private_key).__name__} keys are not allowed (use EC P-256/384/521, Ed25519 or RSA)")
 
 
 def _subject_text(cert: Any) -> str:
@@ -262,27 +278,28 @@ class SigningIdentity:
         try:
             key = serialization.load_pem_private_key(key_pem, password=None)
         except (ValueError, TypeError) as exc:
-            raise ProvenanceError(
-                f"signing key is not an unencrypted PEM private key ({_one_line(exc)})") from exc
+            raise ProvenanceError(f"signing key is not an unencrypted PEM private key ({_one_line(exc)})") from exc
         try:
             certs = x509.load_pem_x509_certificates(chain_pem)
         except ValueError as exc:
-            raise ProvenanceError(
-                f"certificate chain is not PEM certificates ({_one_line(exc)})") from exc
+            raise ProvenanceError(f"certificate chain is not PEM certificates ({_one_line(exc)})") from exc
         try:
             alg = _signing_alg(key)
         except ValueError as exc:
             raise ProvenanceError(f"signing key: {exc}") from exc
         pub = serialization.PublicFormat.SubjectPublicKeyInfo
-        if (key.public_key().public_bytes(serialization.Encoding.DER, pub)
-                != certs[0].public_key().public_bytes(serialization.Encoding.DER, pub)):
+        if key.public_key().public_bytes(serialization.Encoding.DER, pub) != certs[0].public_key().public_bytes(
+            serialization.Encoding.DER, pub
+        ):
             raise ProvenanceError(
-                "signing key does not match the first certificate of the chain (the leaf must come first)")
+                "signing key does not match the first certificate of the chain (the leaf must come first)"
+            )
         last = certs[-1]
         anchor = last.public_bytes(serialization.Encoding.PEM) if last.subject == last.issuer else None
         # The C2PA library wants the key in PKCS#8 form, not SEC1 or PKCS#1.
         pkcs8 = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
         return cls(pkcs8, chain, alg, _subject_text(certs[0]), anchor, key_path)
 
@@ -316,7 +333,8 @@ class SigningIdentity:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise ProvenanceError(
-                f"signing key '{path}' can be read by other users (mode {mode:04o}); run `chmod 600 {path}`")
+                f"signing key '{path}' can be read by other users (mode {mode:04o}); run `chmod 600 {path}`"
+            )
         identity = cls.from_files(path, path)
         _share_root_ca(folder / ROOT_CA_FILE, identity.trust_anchor_pem)
         return identity
@@ -451,10 +469,12 @@ def _manifest(title: str, claims: dict[str, Any], payload_hex: str | None, alg: 
     assertions: list[dict[str, Any]] = [{"label": GENERATION_LABEL, "data": claims}]
     if payload_hex is not None:
         # C2PA soft binding: the value is algorithm-specific text; ours is the payload in hex.
-        assertions.append({
-            "label": SOFT_BINDING_LABEL,
-            "data": {"alg": alg, "blocks": [{"scope": {}, "value": payload_hex}], "pad": []},
-        })
+        assertions.append(
+            {
+                "label": SOFT_BINDING_LABEL,
+                "data": {"alg": alg, "blocks": [{"scope": {}, "value": payload_hex}], "pad": []},
+            }
+        )
     return {
         "claim_generator_info": [{"name": "cinecube", "version": __version__}],
         "title": title,
@@ -489,15 +509,16 @@ def sign_media(
     suffix = target.suffix.lower()
     if suffix not in MIME_TYPES:
         raise ProvenanceError(
-            f"cannot sign '{target}': unknown suffix '{target.suffix}'; use one of {', '.join(MIME_TYPES)}")
+            f"cannot sign '{target}': unknown suffix '{target.suffix}'; use one of {', '.join(MIME_TYPES)}"
+        )
     if not target.is_file():
         raise ProvenanceError(f"cannot sign '{target}': no such file")
     claims = _check_claims(claims)
     if watermark_payload_hex is not None:
         if not (isinstance(watermark_payload_hex, str) and _HEX_RE.match(watermark_payload_hex)):
             raise ProvenanceError(
-                "watermark payload must be a non-empty hex string of whole bytes, "
-                f"got {watermark_payload_hex!r:.80}")
+                f"watermark payload must be a non-empty hex string of whole bytes, got {watermark_payload_hex!r:.80}"
+            )
         watermark_payload_hex = watermark_payload_hex.lower()
     if identity is None:
         identity = SigningIdentity.load_or_create()
@@ -507,8 +528,11 @@ def sign_media(
     target = target.resolve()  # replace the file itself, not a symlink to it
     existing = read_provenance(target, trust_anchors_pem="")
     if existing.state != "NoManifest":
-        problem = ("it already carries a C2PA manifest" if existing.state != "Unreadable"
-                   else f"it cannot be parsed ({'; '.join(existing.errors)})")
+        problem = (
+            "it already carries a C2PA manifest"
+            if existing.state != "Unreadable"
+            else f"it cannot be parsed ({'; '.join(existing.errors)})"
+        )
         raise ProvenanceError(f"cannot sign '{target}': {problem}")
 
     manifest = _manifest(title or target.name, claims, watermark_payload_hex, watermark_alg)
@@ -522,8 +546,7 @@ def sign_media(
             # took seconds to sign), and the media itself is right there.
             settings = c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}})
             builder = c2pa.Builder(manifest, c2pa.Context(settings=settings))
-            builder.set_intent(c2pa.C2paBuilderIntent.CREATE,
-                               c2pa.C2paDigitalSourceType.TRAINED_ALGORITHMIC_MEDIA)
+            builder.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.TRAINED_ALGORITHMIC_MEDIA)
             builder.sign(identity.signer(), MIME_TYPES[suffix], src, dst)
             dst.flush()
             os.fsync(dst.fileno())

@@ -16,8 +16,8 @@ luma moves. Two layouts of the band, each with its own keyed permutation and sig
 - low-band: a tile as large as the frame, up to 64x64 (48x64 for a 48x80 frame), the 108
   bins lowest in frequency from 1/16 cycle per pixel up (at 64x64: 4 to 8 cycles per tile,
   at most 1/8 cycle per pixel, half a 0.5x copy's Nyquist frequency: a bicubic resize to half
-  size and back keeps 88 % of the amplitude along an axis, 77 % at the band's corners). A crop of a frame below 64 pixels changes the
-  tile, so crops of small frames are lost.
+  size and back keeps 88 % of the amplitude along an axis, 77 % at the band's corners). A crop
+  of a frame below 64 pixels changes the tile, so crops of small frames are lost.
 The embedding's PSNR is TARGET_PSNR_DB (the output gate lowers it step by step for a clip
 whose payload a lossy file format or a resize would lose: safety/guard.py reads every file
 back before it publishes it).
@@ -135,15 +135,16 @@ class WatermarkPayload:
     generation_id: int  # 24 bits
 
     def __post_init__(self) -> None:
-        if not 0 <= self.model_id < 2 ** MODEL_ID_BITS:
-            raise ValueError(f"model_id must be in [0, {2 ** MODEL_ID_BITS}), got {self.model_id}")
-        if not 0 <= self.generation_id < 2 ** GENERATION_ID_BITS:
-            raise ValueError(f"generation_id must be in [0, {2 ** GENERATION_ID_BITS}), got {self.generation_id}")
+        if not 0 <= self.model_id < 2**MODEL_ID_BITS:
+            raise ValueError(f"model_id must be in [0, {2**MODEL_ID_BITS}), got {self.model_id}")
+        if not 0 <= self.generation_id < 2**GENERATION_ID_BITS:
+            raise ValueError(f"generation_id must be in [0, {2**GENERATION_ID_BITS}), got {self.generation_id}")
 
     def to_bits(self) -> np.ndarray:
         """(48,) uint8: model id, generation id, then the CRC-8 of those 40 bits."""
-        data = np.concatenate([_int_bits(self.model_id, MODEL_ID_BITS),
-                               _int_bits(self.generation_id, GENERATION_ID_BITS)])
+        data = np.concatenate(
+            [_int_bits(self.model_id, MODEL_ID_BITS), _int_bits(self.generation_id, GENERATION_ID_BITS)]
+        )
         return np.concatenate([data, _int_bits(_crc8(data), CRC_BITS)])
 
     @classmethod
@@ -170,7 +171,7 @@ def payload_for(model_sha256: str, generation_id: int) -> WatermarkPayload:
         raise ValueError(f"model_sha256 must be a hex digest, got {model_sha256!r}")
     if generation_id < 0:
         raise ValueError(f"generation_id must be >= 0, got {generation_id}")
-    return WatermarkPayload(int(digest[:4], 16), generation_id % 2 ** GENERATION_ID_BITS)
+    return WatermarkPayload(int(digest[:4], 16), generation_id % 2**GENERATION_ID_BITS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,8 +261,12 @@ def _band_bins(shape: tuple[int, int] = (TILE, TILE)) -> tuple[np.ndarray, np.nd
     tile the same (u, v), which are the same physical frequencies halved; a 48x64 tile gets
     its own. Returned in a fixed order (column frequency, then row frequency)."""
     th, tw = shape
-    bins = [(u, v) for v in range(0, (tw + 1) // 2) for u in range(-((th - 1) // 2), (th + 1) // 2)
-            if (v > 0 or u > 0) and max(abs(u) / th, abs(v) / tw) >= BAND_LOWEST]  # below Nyquist
+    bins = [
+        (u, v)
+        for v in range(0, (tw + 1) // 2)
+        for u in range(-((th - 1) // 2), (th + 1) // 2)
+        if (v > 0 or u > 0) and max(abs(u) / th, abs(v) / tw) >= BAND_LOWEST
+    ]  # below Nyquist
     if len(bins) < BAND_BINS:
         raise ValueError(f"a {th}x{tw} tile has too few low-frequency bins for the watermark")
     freq = np.array([max(abs(u) / th, abs(v) / tw) for u, v in bins])
@@ -330,7 +335,7 @@ def _tile(key: bytes, payload: WatermarkPayload, shape: tuple[int, int] = (TILE,
     """The spread-spectrum pattern, ``shape``, with unit RMS for this key and payload."""
     lay = _layout(key, shape)
     tile = _to_tile(lay.signs * _chip_data(lay, payload), lay)
-    return tile / np.sqrt(np.mean(tile ** 2))
+    return tile / np.sqrt(np.mean(tile**2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +347,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 
 def _luma(frames: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8 -> (T, H, W) float32 luma."""
-    return (frames.astype(np.float32) @ _LUMA.astype(np.float32))
+    return frames.astype(np.float32) @ _LUMA.astype(np.float32)
 
 
 def _texture_mask(luma: np.ndarray) -> np.ndarray:
@@ -358,7 +363,7 @@ def _texture_mask(luma: np.ndarray) -> np.ndarray:
 
 
 def _target_mse(psnr_db: float = TARGET_PSNR_DB) -> float:
-    return 255.0 ** 2 * 10 ** (-psnr_db / 10)
+    return 255.0**2 * 10 ** (-psnr_db / 10)
 
 
 def _band_part(tile: np.ndarray, lay: _Layout) -> np.ndarray:
@@ -377,8 +382,7 @@ def _repeat(tile: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.tile(tile, (-(-height // th), -(-width // tw)))[:height, :width]
 
 
-def _embed_spread(arr: np.ndarray, payload: WatermarkPayload, key: bytes, psnr_db: float,
-                  lay: _Layout) -> np.ndarray:
+def _embed_spread(arr: np.ndarray, payload: WatermarkPayload, key: bytes, psnr_db: float, lay: _Layout) -> np.ndarray:
     """Spread-spectrum mode: the keyed tile, shaped by texture, plus partial host cancelling.
     Detection reads only the phase of each bin, so any amplitude (``psnr_db``) is detected alike."""
     t, h, w, _ = arr.shape
@@ -388,12 +392,12 @@ def _embed_spread(arr: np.ndarray, payload: WatermarkPayload, key: bytes, psnr_d
     # detector averages, is partly cancelled so that it drowns the pattern less. For a long
     # or large clip this average is tiny and is cancelled fully.
     cancel = -_band_part(_fold(luma, lay.shape), lay)  # lay.shape
-    cancel_mse = float(np.mean(cancel ** 2))
+    cancel_mse = float(np.mean(cancel**2))
     cancel *= min(1.0, math.sqrt(HOST_CANCEL_SHARE * target_mse / max(cancel_mse, 1e-12)))
-    cancel_mse = float(np.mean(cancel ** 2))
+    cancel_mse = float(np.mean(cancel**2))
     pattern = _repeat(_tile(key, payload, lay.shape), h, w).astype(np.float32)  # (H, W)
     delta = _texture_mask(luma) * pattern  # (T, H, W)
-    delta *= np.float32(math.sqrt((target_mse - cancel_mse) / max(float(np.mean(delta ** 2)), 1e-12)))
+    delta *= np.float32(math.sqrt((target_mse - cancel_mse) / max(float(np.mean(delta**2)), 1e-12)))
     delta += _repeat(cancel, h, w).astype(np.float32)
     return np.clip(np.rint(arr.astype(np.float32) + delta[..., None]), 0, 255).astype(np.uint8)
 
@@ -411,7 +415,7 @@ def _qim_step(lay: _Layout) -> float:
 
 def _qim_offsets(lay: _Layout, data: np.ndarray, key: bytes) -> np.ndarray:
     """(108, 2) lattice offset of every chip, in steps: keyed dither, plus half a step for a 1."""
-    dither = (_key_stream(key, b"dither" + lay.label, data.size) / 2.0 ** 32).reshape(data.shape)
+    dither = (_key_stream(key, b"dither" + lay.label, data.size) / 2.0**32).reshape(data.shape)
     return dither + (data < 0) * 0.5
 
 
@@ -434,8 +438,9 @@ def _embed_quantized(arr: np.ndarray, payload: WatermarkPayload, key: bytes, lay
     return out
 
 
-def embed_watermark(frames: np.ndarray, payload: WatermarkPayload, key: bytes | None = None,
-                    psnr_db: float = TARGET_PSNR_DB) -> np.ndarray:
+def embed_watermark(
+    frames: np.ndarray, payload: WatermarkPayload, key: bytes | None = None, psnr_db: float = TARGET_PSNR_DB
+) -> np.ndarray:
     """Add the watermark for ``payload`` to every frame: (T, H, W, 3) uint8 -> same shape.
 
     A single image may be passed as (H, W, 3). Spread spectrum is used (the same keyed
@@ -544,11 +549,12 @@ def _blur_gains(lay: _Layout) -> np.ndarray:
     symmetric resampler acts, a resize down and back included (to ~1 %: bicubic at 0.5x has
     a ~ 5.5, bilinear ~ 30, box ~ 10, Lanczos ~ -2)."""
     fu, fv = lay.u / lay.shape[0], lay.v / lay.shape[1]
-    return np.exp(-QUANTIZED_BLURS[:, None] * (fu ** 2 + fv ** 2)[None])
+    return np.exp(-QUANTIZED_BLURS[:, None] * (fu**2 + fv**2)[None])
 
 
-def _quantized_search(folded: np.ndarray, saturated: np.ndarray, lay: _Layout,
-                      key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _quantized_search(
+    folded: np.ndarray, saturated: np.ndarray, lay: _Layout, key: bytes
+) -> tuple[np.ndarray, np.ndarray]:
     """Quantization mode at offset 0 for every blur of QUANTIZED_BLURS and gain of QUANTIZED_GAINS.
 
     ``folded`` is the folded luma, ``saturated`` the folded luma share of channel values at 255
@@ -582,7 +588,7 @@ def _quantized_soft(coords: np.ndarray, blur: int, gain: float, lay: _Layout, ke
 
 def _binomial_tail(n: int, k: int) -> float:
     """P(Binomial(n, 1/2) >= k)."""
-    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2.0 ** n
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2.0**n
 
 
 def _resized_luma(luma: np.ndarray, scale: float) -> np.ndarray:
@@ -592,8 +598,9 @@ def _resized_luma(luma: np.ndarray, scale: float) -> np.ndarray:
     t, h, w = luma.shape
     size = (max(1, round(h / scale)), max(1, round(w / scale)))
     x = torch.from_numpy(np.ascontiguousarray(luma, dtype=np.float32))[:, None]
-    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False,
-                                           antialias=scale > 1)[:, 0].numpy()
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale > 1)[
+        :, 0
+    ].numpy()
 
 
 def _tail(z: float) -> float:
@@ -608,8 +615,7 @@ _BUDGET_UNSHIFTED, _BUDGET_SEARCH = 0.2, 0.2  # each, per spread layout
 _BUDGET_QUANTIZED, _BUDGET_QUANTIZED_SEARCH = 0.1, 0.1
 # Offsets paid for by each spread layout's search, for every scale (1 and SEARCH_SCALES),
 # whatever the frame size: the low-band tile is at most LOW_TILE x LOW_TILE.
-_SEARCHED = {"tiled": (1 + len(SEARCH_SCALES)) * TILE * TILE,
-             "low": (1 + len(SEARCH_SCALES)) * LOW_TILE * LOW_TILE}
+_SEARCHED = {"tiled": (1 + len(SEARCH_SCALES)) * TILE * TILE, "low": (1 + len(SEARCH_SCALES)) * LOW_TILE * LOW_TILE}
 
 
 @dataclass(frozen=True)
@@ -645,7 +651,7 @@ def _decided(p: float, chips: np.ndarray, lay: _Layout) -> tuple[float, np.ndarr
         # The payload chips' key signs (dithers in quantization mode) are independent of the
         # sync's, and the code is linear, so in unmarked content the decoded payload is
         # uniform: its CRC matches with probability 2^-8, independently of the sync evidence.
-        p *= 2.0 ** -CRC_BITS
+        p *= 2.0**-CRC_BITS
     return min(1.0, p), bits, agreement, payload
 
 
@@ -663,16 +669,26 @@ def _detect_means(means: _Means, key: bytes, frames_used: int) -> WatermarkDetec
     # that put the most sync chips on their lattice
     low = _layout(key, _low_shape(*planes[1.0].shape))
     on_lattice, distance, coords = _quantized_search(
-        _fold(planes[1.0], low.shape), _fold(means.saturated, low.shape), low, key)  # (blurs, gains), ...
+        _fold(planes[1.0], low.shape), _fold(means.saturated, low.shape), low, key
+    )  # (blurs, gains), ...
     n_sync = 2 * int(low.sync.sum())
     b1, g1 = int(np.argmin(np.abs(QUANTIZED_BLURS))), int(np.argmin(np.abs(QUANTIZED_GAINS - 1.0)))
-    candidates.append((_binomial_tail(n_sync, int(on_lattice[b1, g1])) / _BUDGET_QUANTIZED, 1.0, (0, 0),
-                       "quantized", _quantized_soft(coords[g1], b1, 1.0, low, key), low))
+    candidates.append(
+        (
+            _binomial_tail(n_sync, int(on_lattice[b1, g1])) / _BUDGET_QUANTIZED,
+            1.0,
+            (0, 0),
+            "quantized",
+            _quantized_soft(coords[g1], b1, 1.0, low, key),
+            low,
+        )
+    )
     for flat in np.argsort(-(on_lattice - distance), axis=None, kind="stable")[:QUANTIZED_DECODED]:
         b, g = np.unravel_index(int(flat), on_lattice.shape)
         p = _binomial_tail(n_sync, int(on_lattice[b, g])) * on_lattice.size / _BUDGET_QUANTIZED_SEARCH
-        candidates.append((p, 1.0, (0, 0), "quantized",
-                           _quantized_soft(coords[g], int(b), float(QUANTIZED_GAINS[g]), low, key), low))
+        candidates.append(
+            (p, 1.0, (0, 0), "quantized", _quantized_soft(coords[g], int(b), float(QUANTIZED_GAINS[g]), low, key), low)
+        )
     # spread spectrum: both layouts, every offset, at every scale; the strongest is decoded
     spread, z_best, z_unshifted = None, 0.0, 0.0
     for scale, plane in planes.items():
@@ -702,10 +718,17 @@ def _detect_means(means: _Means, key: bytes, frames_used: int) -> WatermarkDetec
             best = (decided, scale, offset, mode, lay)
     (p, bits, agreement, payload), scale, offset, mode, lay = best
     return WatermarkDetection(
-        detected=bool(p < P_THRESHOLD and payload is not None), payload=payload, p_value=p,
-        bit_accuracy=agreement, frames_used=frames_used,
-        z_score=z_best if mode == "spread" else z_unshifted, offset=offset, scale=scale,
-        mode=mode, bits=bits, tile=lay.shape,
+        detected=bool(p < P_THRESHOLD and payload is not None),
+        payload=payload,
+        p_value=p,
+        bit_accuracy=agreement,
+        frames_used=frames_used,
+        z_score=z_best if mode == "spread" else z_unshifted,
+        offset=offset,
+        scale=scale,
+        mode=mode,
+        bits=bits,
+        tile=lay.shape,
     )
 
 

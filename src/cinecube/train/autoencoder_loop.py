@@ -46,8 +46,8 @@ from .metrics import METRICS_FILE, MetricsLog
 from .nonfinite import NonFiniteGuard
 from .schedule import learning_rate
 
-VideoSource = Callable[[int], list[np.ndarray]]            # step -> uint8 (T, H, W, 3) videos
-ExtraLoss = Callable[[Tensor, Tensor], Tensor]              # (reconstruction, target) -> scalar
+VideoSource = Callable[[int], list[np.ndarray]]  # step -> uint8 (T, H, W, 3) videos
+ExtraLoss = Callable[[Tensor, Tensor], Tensor]  # (reconstruction, target) -> scalar
 
 
 @dataclass(frozen=True)
@@ -60,21 +60,21 @@ class AutoencoderTrainConfig:
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 200
-    cooldown_steps: int = 0          # > 0: lr decays linearly to 0 over the last this many steps
+    cooldown_steps: int = 0  # > 0: lr decays linearly to 0 over the last this many steps
     grad_clip: float = 1.0
-    kl_weight: float = 1e-6          # small: the latent statistics, not the KL, set the latent scale
-    edge_weight: float = 0.5         # L1 on spatial/temporal differences: keeps edges and motion sharp
+    kl_weight: float = 1e-6  # small: the latent statistics, not the KL, set the latent scale
+    edge_weight: float = 0.5  # L1 on spatial/temporal differences: keeps edges and motion sharp
     ema_decay: float = 0.999
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
-    stats_steps: int = 4             # the videos of this many steps estimate the latent statistics
-    linear_fit_steps: int = 32       # a linear path (if the config has one) starts as the PCA of these steps' videos
+    stats_steps: int = 4  # the videos of this many steps estimate the latent statistics
+    linear_fit_steps: int = 32  # a linear path (if the config has one) starts as the PCA of these steps' videos
     # ...drawn at these canvases (empty: the training canvases). Larger windows of the photos
     # have the statistics of full-size footage; the PCA costs little even at 256x256.
     linear_fit_canvases: tuple[tuple[int, int], ...] = ()
-    linear_path_lr_scale: float = 0.01   # the linear path learns at this fraction of lr (0 keeps the PCA)
+    linear_path_lr_scale: float = 0.01  # the linear path learns at this fraction of lr (0 keeps the PCA)
     # The default (shapes world) source: canvases (height, width) and frame counts drawn from.
     world_canvases: tuple[tuple[int, int], ...] = ((64, 64), (48, 80), (80, 48), (32, 32))
     world_frame_counts: tuple[int, ...] = (1, 5, 9, 17)
@@ -97,19 +97,35 @@ def _to_tuples(value: Any) -> Any:
 
 
 AUTOENCODER_TRAIN_PRESETS: dict[str, AutoencoderTrainConfig] = {
-    "tiny": AutoencoderTrainConfig(steps=20, videos_per_step=2, lr=2e-3, warmup_steps=2, log_every=1,
-                                   checkpoint_every=10, stats_steps=2, world_canvases=((32, 32),),
-                                   world_frame_counts=(5,)),
+    "tiny": AutoencoderTrainConfig(
+        steps=20,
+        videos_per_step=2,
+        lr=2e-3,
+        warmup_steps=2,
+        log_every=1,
+        checkpoint_every=10,
+        stats_steps=2,
+        world_canvases=((32, 32),),
+        world_frame_counts=(5,),
+    ),
     # The linear code is fitted in closed form before step 1; --steps 0 keeps exactly that fit.
-    "linear": AutoencoderTrainConfig(steps=0, linear_fit_steps=48,
-                                     world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
-                                     world_frame_counts=(1, 5, 9, 17),
-                                     # large windows fit the held-out footage best (docs/autoencoder.md)
-                                     linear_fit_canvases=((256, 256), (192, 320), (320, 192))),
-    "small": AutoencoderTrainConfig(steps=20000, videos_per_step=3, lr=6e-4, checkpoint_every=250,
-                                    world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
-                                    world_frame_counts=(1, 5, 9, 17),
-                                    linear_fit_canvases=((256, 256), (192, 320), (96, 96))),
+    "linear": AutoencoderTrainConfig(
+        steps=0,
+        linear_fit_steps=48,
+        world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
+        world_frame_counts=(1, 5, 9, 17),
+        # large windows fit the held-out footage best (docs/autoencoder.md)
+        linear_fit_canvases=((256, 256), (192, 320), (320, 192)),
+    ),
+    "small": AutoencoderTrainConfig(
+        steps=20000,
+        videos_per_step=3,
+        lr=6e-4,
+        checkpoint_every=250,
+        world_canvases=((64, 64), (48, 80), (80, 48), (96, 96), (64, 112)),
+        world_frame_counts=(1, 5, 9, 17),
+        linear_fit_canvases=((256, 256), (192, 320), (96, 96)),
+    ),
 }
 
 
@@ -147,30 +163,43 @@ def _finite_differences(x: Tensor) -> list[Tensor]:
     return diffs
 
 
-def autoencoder_losses(reconstruction: Tensor, target: Tensor, posterior: DiagonalGaussian,
-                       train: AutoencoderTrainConfig, extra_loss: ExtraLoss | None = None) -> dict[str, Tensor]:
+def autoencoder_losses(
+    reconstruction: Tensor,
+    target: Tensor,
+    posterior: DiagonalGaussian,
+    train: AutoencoderTrainConfig,
+    extra_loss: ExtraLoss | None = None,
+) -> dict[str, Tensor]:
     """The named loss terms and their weighted sum, "loss". Inputs (B, 3, T, H, W) in [-1, 1]."""
     terms = {
         "l1": (reconstruction - target).abs().mean(),
-        "edge": torch.stack([(a - b).abs().mean() for a, b in zip(_finite_differences(reconstruction),
-                                                                 _finite_differences(target))]).mean(),
+        "edge": torch.stack(
+            [(a - b).abs().mean() for a, b in zip(_finite_differences(reconstruction), _finite_differences(target))]
+        ).mean(),
         "kl": posterior.kl(),
     }
     loss = terms["l1"] + train.edge_weight * terms["edge"] + train.kl_weight * terms["kl"]
-    if extra_loss is not None:           # the seam for a perceptual term
+    if extra_loss is not None:  # the seam for a perceptual term
         terms["extra"] = extra_loss(reconstruction, target)
         loss = loss + terms["extra"]
     terms["loss"] = loss
     return terms
 
 
-def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, run_dir: str | Path, *,
-                      videos: VideoSource | None = None, fit_videos: VideoSource | None = None,
-                      resume: bool = False, device: str | None = None,
-                      progress: bool = True, stop_after: int | None = None,
-                      extra_loss: ExtraLoss | None = None,
-                      on_checkpoint: Callable[[int, CausalVideoAutoencoder], None] | None = None
-                      ) -> AutoencoderTrainResult:
+def train_autoencoder(
+    config: AutoencoderConfig,
+    train: AutoencoderTrainConfig,
+    run_dir: str | Path,
+    *,
+    videos: VideoSource | None = None,
+    fit_videos: VideoSource | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    extra_loss: ExtraLoss | None = None,
+    on_checkpoint: Callable[[int, CausalVideoAutoencoder], None] | None = None,
+) -> AutoencoderTrainResult:
     """Train (or resume) an autoencoder run in `run_dir`; `stop_after` ends early at that step.
 
     `fit_videos` (default: `videos`) are what a linear path's PCA is fitted on before step 1.
@@ -200,31 +229,41 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
     if config.linear_path and not existing:
         fit = fit_linear_path(model, layout_videos(range(train.linear_fit_steps), fit_videos or source))
         ema.load_state_dict(model.state_dict())
-        tqdm.write(f"linear path: PCA of {fit['blocks']} pixel blocks keeps {100 * fit['explained']:.2f} % "
-                   f"of their variance; decoder fit: MSE {fit['mse']:.5f} (PCA alone {fit['pca_mse']:.5f})",
-                   file=sys.stderr)
+        tqdm.write(
+            f"linear path: PCA of {fit['blocks']} pixel blocks keeps {100 * fit['explained']:.2f} % "
+            f"of their variance; decoder fit: MSE {fit['mse']:.5f} (PCA alone {fit['pca_mse']:.5f})",
+            file=sys.stderr,
+        )
     if existing:
         step = _resume(existing[-1], run_dir, config, model, ema, optimizer)
 
-    (run_dir / "run.json").write_text(json.dumps(
-        {"autoencoder": asdict(config), "train": train.to_dict(), "parameters": model.num_parameters()},
-        indent=2))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {"autoencoder": asdict(config), "train": train.to_dict(), "parameters": model.num_parameters()}, indent=2
+        )
+    )
     last_stop = train.steps if stop_after is None else min(stop_after, train.steps)
 
     def write_checkpoint() -> None:
         # Statistics of the weights being saved, from a fixed set of videos.
         ema.estimate_latent_stats(layout_videos(range(train.stats_steps), source))
-        save_training_checkpoint(run_dir, step, model_config, ema, raw_model=model, optimizer=optimizer,
-                                 state={"step": step, "train": train.to_dict()})
+        save_training_checkpoint(
+            run_dir,
+            step,
+            model_config,
+            ema,
+            raw_model=model,
+            optimizer=optimizer,
+            state={"step": step, "train": train.to_dict()},
+        )
         prune_checkpoints(run_dir, train.keep_checkpoints)
         if on_checkpoint is not None:
             on_checkpoint(step, ema)
 
     if last_stop == 0 and not existing:
-        write_checkpoint()           # zero steps: the closed-form fit (linear path) is the model
+        write_checkpoint()  # zero steps: the closed-form fit (linear path) is the model
     guard = NonFiniteGuard()
-    bar = tqdm(total=last_stop, initial=step, desc="training autoencoder", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=last_stop, initial=step, desc="training autoencoder", disable=not progress, dynamic_ncols=True)
     started = time.time()
     last: dict[str, float] = {}
     try:
@@ -236,9 +275,16 @@ def train_autoencoder(config: AutoencoderConfig, train: AutoencoderTrainConfig, 
                 bar.update(1)
                 bar.set_postfix(l1=f"{last['l1']:.4f}")
                 if step % train.log_every == 0 or step == last_stop:
-                    metrics.write({"step": step, **last, "lr": learning_rate(step - 1, train),
-                                   "grad_norm": grad_norm, "seconds": time.time() - started,
-                                   **({"skipped": True} if grad_norm is None else {})})
+                    metrics.write(
+                        {
+                            "step": step,
+                            **last,
+                            "lr": learning_rate(step - 1, train),
+                            "grad_norm": grad_norm,
+                            "seconds": time.time() - started,
+                            **({"skipped": True} if grad_norm is None else {}),
+                        }
+                    )
                 if step % train.checkpoint_every == 0 or step == last_stop:
                     write_checkpoint()
     finally:
@@ -259,8 +305,14 @@ def _optimizer(model: CausalVideoAutoencoder, train: AutoencoderTrainConfig) -> 
     return torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
 
 
-def _resume(latest: Path, run_dir: Path, config: AutoencoderConfig, model: CausalVideoAutoencoder,
-            ema: CausalVideoAutoencoder, optimizer: torch.optim.Optimizer) -> int:
+def _resume(
+    latest: Path,
+    run_dir: Path,
+    config: AutoencoderConfig,
+    model: CausalVideoAutoencoder,
+    ema: CausalVideoAutoencoder,
+    optimizer: torch.optim.Optimizer,
+) -> int:
     """Load weights, EMA and optimizer from a checkpoint; return its step."""
     checkpoint = load_training_checkpoint(latest)
     if checkpoint.model_config.autoencoder != config:
@@ -271,9 +323,16 @@ def _resume(latest: Path, run_dir: Path, config: AutoencoderConfig, model: Causa
     return int(checkpoint.state["step"])
 
 
-def _train_step(model: CausalVideoAutoencoder, ema: CausalVideoAutoencoder, optimizer: torch.optim.Optimizer,
-                batch: list[Tensor], train: AutoencoderTrainConfig, step: int, guard: NonFiniteGuard,
-                extra_loss: ExtraLoss | None) -> tuple[dict[str, float], float | None]:
+def _train_step(
+    model: CausalVideoAutoencoder,
+    ema: CausalVideoAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    batch: list[Tensor],
+    train: AutoencoderTrainConfig,
+    step: int,
+    guard: NonFiniteGuard,
+    extra_loss: ExtraLoss | None,
+) -> tuple[dict[str, float], float | None]:
     """One optimizer step over a batch of videos: (the mean loss terms, the gradient norm, or
     None when the step was skipped)."""
     generator = torch.Generator(device=batch[0].device).manual_seed(train.seed * 1_000_003 + step)
@@ -286,7 +345,7 @@ def _train_step(model: CausalVideoAutoencoder, ema: CausalVideoAutoencoder, opti
         (terms["loss"] / len(batch)).backward()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.detach() / len(batch)
-    last = {name: value.item() for name, value in sums.items()}    # one host sync per step
+    last = {name: value.item() for name, value in sums.items()}  # one host sync per step
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip))
     if not (guard.check(step, "loss", last["loss"]) and guard.check(step, "gradient", grad_norm)):
         optimizer.zero_grad(set_to_none=True)

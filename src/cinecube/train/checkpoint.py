@@ -53,19 +53,35 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINTS_DIR / f"{STEP_PREFIX}{step:07d}"
 
 
-def save_training_checkpoint(run_dir: str | Path, step: int, model_config: ModelConfig, ema: torch.nn.Module, *,
-                             raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
-                             train_config: TrainConfig | None = None,
-                             autoencoder_dir: str | Path | None = None) -> Path:
+def save_training_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model_config: ModelConfig,
+    ema: torch.nn.Module,
+    *,
+    raw_model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    train_config: TrainConfig | None = None,
+    autoencoder_dir: str | Path | None = None,
+) -> Path:
     """Write RUN/checkpoints/step_NNNNNNN atomically: the EMA model folder plus training/."""
+
     def training_files(folder: Path) -> None:
         (folder / TRAINING_DIR).mkdir()
         save_file(state_dict_for_saving(raw_model), str(folder / TRAINING_DIR / "raw.safetensors"))
         torch.save(optimizer.state_dict(), folder / TRAINING_DIR / "optimizer.pt")
         (folder / TRAINING_DIR / "state.json").write_text(json.dumps(state, indent=2))
 
-    return save_model_folder(checkpoint_path(run_dir, step), model_config, ema, train_config=train_config,
-                             step=step, autoencoder_dir=autoencoder_dir, extra_files=training_files)
+    return save_model_folder(
+        checkpoint_path(run_dir, step),
+        model_config,
+        ema,
+        train_config=train_config,
+        step=step,
+        autoencoder_dir=autoencoder_dir,
+        extra_files=training_files,
+    )
 
 
 def load_training_checkpoint(folder: Path) -> TrainingCheckpoint:

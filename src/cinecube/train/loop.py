@@ -90,18 +90,27 @@ class _Run:
     objective: Objective
     stream: Any
     use_bf16: bool
-    stored_text: bool = False       # the stream's items carry their caption embeddings
+    stored_text: bool = False  # the stream's items carry their caption embeddings
     step: int = 0
 
     def learning_rate(self, step: int) -> float:
         return learning_rate(step, self.train)
 
 
-def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | Path, *,
-          world: str = "shapes", resume: bool = False, device: str | None = None,
-          progress: bool = True, stop_after: int | None = None,
-          init_from: str | Path | None = None, autoencoder: str | Path | None = None,
-          latents: str | Path | list[str] | None = None) -> TrainResult:
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    world: str = "shapes",
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    init_from: str | Path | None = None,
+    autoencoder: str | Path | None = None,
+    latents: str | Path | list[str] | None = None,
+) -> TrainResult:
     """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
 
     `init_from` starts a new run from another model's weights (a checkpoint, run or exported
@@ -137,8 +146,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
     started_from = str(Path(init_from).resolve()) if init_from is not None and not existing else recorded_init
     _write_run_info(run, world, latent_data, started_from)
     if latent_data is not None and not run.stored_text and progress:
-        tqdm.write("the latent cache has no caption embeddings for this model's text encoder; encoding "
-                   "captions as they come (rerun `cinecube data cache-latents` to store them)", file=sys.stderr)
+        tqdm.write(
+            "the latent cache has no caption embeddings for this model's text encoder; encoding "
+            "captions as they come (rerun `cinecube data cache-latents` to store them)",
+            file=sys.stderr,
+        )
 
     last_stop = train_config.steps if stop_after is None else min(stop_after, train_config.steps)
     guard = NonFiniteGuard()
@@ -155,15 +167,25 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 if run.step % train_config.log_every == 0 or run.step == last_stop:
                     elapsed = time.time() - started
-                    metrics.write({"step": run.step, "loss": loss_value, "lr": run.learning_rate(run.step - 1),
-                                   "grad_norm": grad_norm, "videos": len(batch), "tokens": n_tokens,
-                                   "tokens_per_s": tokens_seen / max(elapsed, 1e-9), "time": time.time(),
-                                   **({"skipped": True} if grad_norm is None else {})})
+                    metrics.write(
+                        {
+                            "step": run.step,
+                            "loss": loss_value,
+                            "lr": run.learning_rate(run.step - 1),
+                            "grad_norm": grad_norm,
+                            "videos": len(batch),
+                            "tokens": n_tokens,
+                            "tokens_per_s": tokens_seen / max(elapsed, 1e-9),
+                            "time": time.time(),
+                            **({"skipped": True} if grad_norm is None else {}),
+                        }
+                    )
                 if run.step % train_config.checkpoint_every == 0 or run.step == last_stop:
                     _save_checkpoint(run)
                 if run.step % train_config.sample_every == 0 or run.step == last_stop:
-                    write_samples(run.ema, run.autoencoder, run.text_encoder,
-                                  run_dir / "samples" / f"step_{run.step:07d}.mp4")
+                    write_samples(
+                        run.ema, run.autoencoder, run.text_encoder, run_dir / "samples" / f"step_{run.step:07d}.mp4"
+                    )
                     plot_loss_curve(run_dir / METRICS_FILE, run_dir / "loss.png")
     finally:
         bar.close()
@@ -172,19 +194,26 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: str | P
 
 # ------------------------------------------------------------------------------ start or resume
 
+
 def _check_run_folder(run_dir: Path, existing: list[Path], resume: bool, init_from: str | Path | None) -> str | None:
     """Refuse a run folder that does not fit the request; return where a resumed run started."""
     if existing and not resume:
-        raise CinecubeError(f"run folder '{run_dir}' already has checkpoints; pass --resume to continue "
-                            "it or choose another --out")
+        raise CinecubeError(
+            f"run folder '{run_dir}' already has checkpoints; pass --resume to continue it or choose another --out"
+        )
     # Where a resumed run's weights started (run.json), kept across resumes.
-    recorded_init = (json.loads((run_dir / RUN_FILE).read_text()).get("init_from")
-                     if existing and (run_dir / RUN_FILE).exists() else None)
+    recorded_init = (
+        json.loads((run_dir / RUN_FILE).read_text()).get("init_from")
+        if existing and (run_dir / RUN_FILE).exists()
+        else None
+    )
     if existing and init_from is not None and recorded_init != str(Path(init_from).resolve()):
         # A resumed run continues its own weights; --init-from could only apply to a new run.
-        raise CinecubeError(f"run folder '{run_dir}' already has checkpoints (started from "
-                            f"{recorded_init or 'scratch'}); --resume continues those weights, so "
-                            f"--init-from '{init_from}' cannot apply: drop it or choose another --out")
+        raise CinecubeError(
+            f"run folder '{run_dir}' already has checkpoints (started from "
+            f"{recorded_init or 'scratch'}); --resume continues those weights, so "
+            f"--init-from '{init_from}' cannot apply: drop it or choose another --out"
+        )
     return recorded_init
 
 
@@ -194,52 +223,89 @@ def _init_source(init_from: str | Path, model_config: ModelConfig) -> tuple[Mode
     new run sees its videos as the source did."""
     source = load_model_folder(init_from)
     source_shape, target_shape = source.model_config.transformer, model_config.transformer
-    same_but_depth = dataclasses.replace(source_shape, depth=target_shape.depth,
-                                         rope_scale=target_shape.rope_scale) == target_shape
+    same_but_depth = (
+        dataclasses.replace(source_shape, depth=target_shape.depth, rope_scale=target_shape.rope_scale) == target_shape
+    )
     if not same_but_depth:
-        raise CheckpointError(f"cannot start from '{source.path}': its transformer differs from the "
-                              "requested preset (only the depth may grow and the cubes be refined)")
+        raise CheckpointError(
+            f"cannot start from '{source.path}': its transformer differs from the "
+            "requested preset (only the depth may grow and the cubes be refined)"
+        )
     if source_shape.depth > target_shape.depth:
-        raise CheckpointError(f"cannot start from '{source.path}': it has {source_shape.depth} blocks "
-                              f"and the new model {target_shape.depth}; the depth may only grow")
+        raise CheckpointError(
+            f"cannot start from '{source.path}': it has {source_shape.depth} blocks "
+            f"and the new model {target_shape.depth}; the depth may only grow"
+        )
     try:
         return source, refined_model_config(model_config, source.model_config)
     except ValueError as error:
         raise CheckpointError(f"cannot start from '{source.path}': {error}") from None
 
 
-def _build_run(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig, dev: torch.device,
-               autoencoder: str | Path | None, latent_data, world: str) -> _Run:
+def _build_run(
+    run_dir: Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    dev: torch.device,
+    autoencoder: str | Path | None,
+    latent_data,
+    world: str,
+) -> _Run:
     """A fresh model, its EMA and optimizer, the autoencoder and text encoder, and the stream."""
     torch.manual_seed(train_config.seed)
     model = DiffusionTransformer(model_config).to(dev)
     ema = DiffusionTransformer(model_config).to(dev).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     # fused: one kernel for all parameters (the per-parameter loop was ~10 % of a CPU step).
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, betas=train_config.betas,
-                                  weight_decay=train_config.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=train_config.lr,
+        betas=train_config.betas,
+        weight_decay=train_config.weight_decay,
+        fused=True,
+    )
     ae_dir = _run_autoencoder(run_dir, model_config, autoencoder, latent_data)
-    autoencoder_net = (load_model_autoencoder(run_dir, model_config, dev) if ae_dir is not None
-                       else build_autoencoder(model_config.autoencoder).to(dev))
+    autoencoder_net = (
+        load_model_autoencoder(run_dir, model_config, dev)
+        if ae_dir is not None
+        else build_autoencoder(model_config.autoencoder).to(dev)
+    )
     text_encoder = get_text_encoder(model_config.text_max_tokens)
     stream = build_stream(model_config, train_config, autoencoder_net, world=world, latent_data=latent_data)
     # Caption embeddings stored in the latent cache stand in for the text encoder when they
     # were made by the same encoder with the model's token limit.
-    stored_text = (latent_data is not None
-                   and latent_data.text_encoder_settings == (text_encoder.name, model_config.text_max_tokens))
-    return _Run(run_dir, model_config, train_config, dev, model, ema, optimizer, autoencoder_net, ae_dir,
-                text_encoder, Objective(model_config.diffusion), stream,
-                use_bf16=train_config.bf16 and bf16_supported(dev), stored_text=stored_text)
+    stored_text = latent_data is not None and latent_data.text_encoder_settings == (
+        text_encoder.name,
+        model_config.text_max_tokens,
+    )
+    return _Run(
+        run_dir,
+        model_config,
+        train_config,
+        dev,
+        model,
+        ema,
+        optimizer,
+        autoencoder_net,
+        ae_dir,
+        text_encoder,
+        Objective(model_config.diffusion),
+        stream,
+        use_bf16=train_config.bf16 and bf16_supported(dev),
+        stored_text=stored_text,
+    )
 
 
 def _start_from_source(run: _Run, source: ModelFolder) -> None:
     """Load another model's weights; a deeper model starts as the source's function (its new
     blocks pass their input through), a finer-cubed one sees videos as the source did."""
-    weights = deepened_state_dict(source.weights, source.model_config.transformer.depth,
-                                  run.model_config.transformer.depth)
+    weights = deepened_state_dict(
+        source.weights, source.model_config.transformer.depth, run.model_config.transformer.depth
+    )
     if source.model_config.patch_size != run.model_config.patch_size:
-        weights = refined_state_dict(weights, source.model_config.patch_size, run.model_config.patch_size,
-                                     run.model_config.latent_channels)
+        weights = refined_state_dict(
+            weights, source.model_config.patch_size, run.model_config.patch_size, run.model_config.latent_channels
+        )
     load_weights_into(run.model, weights, str(source.path))
     run.ema.load_state_dict(run.model.state_dict())
 
@@ -257,8 +323,12 @@ def _resume(run: _Run, latest: Path) -> None:
 
 
 def _write_run_info(run: _Run, world: str, latent_data, started_from: str | None) -> None:
-    info: dict[str, Any] = {"model": run.model_config.to_dict(), "train": run.train.to_dict(), "world": world,
-                            "parameters": run.model.num_parameters()}
+    info: dict[str, Any] = {
+        "model": run.model_config.to_dict(),
+        "train": run.train.to_dict(),
+        "world": world,
+        "parameters": run.model.num_parameters(),
+    }
     if latent_data is not None:
         info["latents"] = latent_folders(latent_data)
     # Where the weights started, kept across resumes: a second-stage run names its first stage.
@@ -267,8 +337,7 @@ def _write_run_info(run: _Run, world: str, latent_data, started_from: str | None
     (run.folder / RUN_FILE).write_text(json.dumps(info, indent=2))
 
 
-def _run_autoencoder(run_dir: Path, model_config: ModelConfig, given: str | Path | None,
-                     latent_data) -> Path | None:
+def _run_autoencoder(run_dir: Path, model_config: ModelConfig, given: str | Path | None, latent_data) -> Path | None:
     """The run's `autoencoder/` folder (written from `given` or the latent cache's on first use);
     None for the pixel autoencoder."""
     stored = run_dir / AUTOENCODER_DIR
@@ -284,8 +353,10 @@ def _run_autoencoder(run_dir: Path, model_config: ModelConfig, given: str | Path
                 raise CheckpointError(f"run '{run_dir}' already trains on another autoencoder than '{source}'")
         return stored
     if source is None:
-        raise CinecubeError(f"the model works in the latents of a {model_config.autoencoder.kind} autoencoder: "
-                            "pass --autoencoder PATH (a trained autoencoder folder or run)")
+        raise CinecubeError(
+            f"the model works in the latents of a {model_config.autoencoder.kind} autoencoder: "
+            "pass --autoencoder PATH (a trained autoencoder folder or run)"
+        )
     network = load_autoencoder(source)
     if network.config != model_config.autoencoder:
         raise CinecubeError(f"autoencoder '{source}' differs from the model config's autoencoder")
@@ -300,14 +371,24 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 # ------------------------------------------------------------------------------ one step
 
+
 def _train_step(run: _Run, batch: list, guard: NonFiniteGuard) -> tuple[float, float | None, int]:
     """One optimizer step on a batch: (loss, gradient norm or None if the step was skipped, tokens)."""
     if run.stored_text:
         for item in batch:
             run.text_encoder.remember(item.caption, item.text)
-    loss, n_tokens = _loss_for_batch(run.model, run.autoencoder, run.text_encoder, run.objective, batch,
-                                     run.train, run.step, run.device, run.use_bf16)
-    loss_value = loss.item()   # one host sync per step: needed to refuse a bad loss
+    loss, n_tokens = _loss_for_batch(
+        run.model,
+        run.autoencoder,
+        run.text_encoder,
+        run.objective,
+        batch,
+        run.train,
+        run.step,
+        run.device,
+        run.use_bf16,
+    )
+    loss_value = loss.item()  # one host sync per step: needed to refuse a bad loss
     if not guard.check(run.step, "loss", loss_value):
         return loss_value, None, n_tokens
     for group in run.optimizer.param_groups:
@@ -324,16 +405,29 @@ def _train_step(run: _Run, batch: list, guard: NonFiniteGuard) -> tuple[float, f
     return loss_value, grad_norm, n_tokens
 
 
-def _loss_for_batch(model, autoencoder, text_encoder, objective: Objective, batch, train: TrainConfig,
-                    step: int, device: torch.device, use_bf16: bool) -> tuple[Tensor, int]:
+def _loss_for_batch(
+    model,
+    autoencoder,
+    text_encoder,
+    objective: Objective,
+    batch,
+    train: TrainConfig,
+    step: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> tuple[Tensor, int]:
     """Pack a list of captioned videos and return the mean loss over their tokens."""
     cfg = model.config
     generator = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
     rng = np.random.default_rng([train.seed, step, 11])
     with torch.no_grad():
         # Cached latents (data/latents.py) come encoded; rendered videos are encoded here.
-        latents = [item.latent.to(device) if hasattr(item, "latent")
-                   else autoencoder.encode(frames_to_tensor(item.video).to(device)) for item in batch]
+        latents = [
+            item.latent.to(device)
+            if hasattr(item, "latent")
+            else autoencoder.encode(frames_to_tensor(item.video).to(device))
+            for item in batch
+        ]
         packed = pack(latents, cfg.patch_size)
         # Caption dropout: the empty prompt is the unconditional input for guidance.
         captions = [("" if rng.random() < train.caption_dropout else item.caption) for item in batch]
@@ -341,8 +435,8 @@ def _loss_for_batch(model, autoencoder, text_encoder, objective: Objective, batc
         text, text_mask = text.to(device), text_mask.to(device)
 
     lengths = torch.tensor(packed.lengths)
-    t_video = objective.sample_timesteps(lengths, generator)                    # (S,)
-    t = t_video.repeat_interleave(lengths)[:, None].to(device)                  # (N, 1)
+    t_video = objective.sample_timesteps(lengths, generator)  # (S,)
+    t = t_video.repeat_interleave(lengths)[:, None].to(device)  # (N, 1)
     x0 = packed.tokens
     noise = torch.randn(x0.shape, generator=generator).to(device)
     x_t = objective.noisy(x0, noise, t)
@@ -354,8 +448,17 @@ def _loss_for_batch(model, autoencoder, text_encoder, objective: Objective, batc
 
 # ------------------------------------------------------------------------------ checkpoint
 
+
 def _save_checkpoint(run: _Run) -> None:
-    save_training_checkpoint(run.folder, run.step, run.model_config, run.ema, raw_model=run.model,
-                             optimizer=run.optimizer, state={"step": run.step, "stream": run.stream.state_dict()},
-                             train_config=run.train, autoencoder_dir=run.autoencoder_dir)
+    save_training_checkpoint(
+        run.folder,
+        run.step,
+        run.model_config,
+        run.ema,
+        raw_model=run.model,
+        optimizer=run.optimizer,
+        state={"step": run.step, "stream": run.stream.state_dict()},
+        train_config=run.train,
+        autoencoder_dir=run.autoencoder_dir,
+    )
     prune_checkpoints(run.folder, run.train.keep_checkpoints)

@@ -23,8 +23,11 @@ class MetricsLog:
     def __init__(self, path: Path, resumed_at: int | None = None):
         self.path = Path(path)
         if resumed_at is not None and self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines() if _step_of(line, default=resumed_at + 1)
-                    <= resumed_at]
+            keep = [
+                line
+                for line in self.path.read_text().splitlines()
+                if _step_of(line, default=resumed_at + 1) <= resumed_at
+            ]
             self.path.write_text("".join(line + "\n" for line in keep))
         self._file: IO[str] | None = None
 
@@ -68,7 +71,7 @@ def plot_loss_curve(metrics_file: Path, out_png: Path, ylabel: str = "velocity M
         try:
             records.append(json.loads(line))
         except ValueError:
-            continue                                   # a line a crash left unfinished
+            continue  # a line a crash left unfinished
     records = [r for r in records if isinstance(r, dict) and isinstance(r.get("loss"), (int, float))]
     if not records:
         return
@@ -79,7 +82,7 @@ def plot_loss_curve(metrics_file: Path, out_png: Path, ylabel: str = "velocity M
     if len(losses) >= 10:
         k = max(5, len(losses) // 30)
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, label=f"mean of {k}")
+        ax.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_yscale("log")

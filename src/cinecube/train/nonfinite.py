@@ -34,8 +34,10 @@ class NonFiniteGuard:
         self.in_a_row += 1
         tqdm.write(f"step {step}: non-finite {what} ({value}); step skipped, weights untouched", file=sys.stderr)
         if self.in_a_row >= self.limit:
-            raise NonFiniteLossError(f"{self.in_a_row} non-finite losses or gradients in a row at step {step}; "
-                                     "lower the learning rate or check the data")
+            raise NonFiniteLossError(
+                f"{self.in_a_row} non-finite losses or gradients in a row at step {step}; "
+                "lower the learning rate or check the data"
+            )
         return False
 
     def stepped(self) -> None:

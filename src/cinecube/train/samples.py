@@ -20,18 +20,24 @@ SAMPLE_PROMPTS = (
 
 
 @torch.no_grad()
-def write_samples(model, autoencoder, text_encoder, path: Path, height: int = 32, width: int = 32,
-                  frames: int = 16, steps: int = 20) -> None:
+def write_samples(
+    model, autoencoder, text_encoder, path: Path, height: int = 32, width: int = 32, frames: int = 16, steps: int = 20
+) -> None:
     """A side-by-side video of the sample prompts (and the prompts in a .txt beside it).
 
     Training samples are diagnostics of a run, not published videos: they go to the run
     folder without the output gate (no watermark or manifest)."""
-    frames = autoencoder.pixel_frames(autoencoder.latent_frames(frames))   # the causal layout's count
+    frames = autoencoder.pixel_frames(autoencoder.latent_frames(frames))  # the causal layout's count
     was_training = model.training
     model.eval()
-    videos = [tensor_to_frames(generate_video(model, autoencoder, text_encoder, prompt, frames, height,
-                                              width, steps=steps, guidance=3.0, seed=i))
-              for i, prompt in enumerate(SAMPLE_PROMPTS)]
+    videos = [
+        tensor_to_frames(
+            generate_video(
+                model, autoencoder, text_encoder, prompt, frames, height, width, steps=steps, guidance=3.0, seed=i
+            )
+        )
+        for i, prompt in enumerate(SAMPLE_PROMPTS)
+    ]
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     gap = np.full((frames, height, 2, 3), 255, dtype=np.uint8)

@@ -48,30 +48,41 @@ def fit_mix(mix: SizeMix, model_config: ModelConfig, train: TrainConfig) -> Size
     cell_h, cell_w = model_config.token_pixels
     canvases = tuple((h, w) for h, w in mix.canvases if h % cell_h == 0 and w % cell_w == 0)
     if not canvases:
-        raise CinecubeError(f"no training canvas is a multiple of {cell_h}x{cell_w} pixels (one token: the "
-                            f"autoencoder's {ae.spatial_factor}x cells times the patch); canvases: {list(mix.canvases)}")
+        raise CinecubeError(
+            f"no training canvas is a multiple of {cell_h}x{cell_w} pixels (one token: the "
+            f"autoencoder's {ae.spatial_factor}x cells times the patch); canvases: {list(mix.canvases)}"
+        )
     frame_counts = tuple(f for f in mix.frame_counts if (f - 1) % tf == 0)
     if len(frame_counts) < 2:
         frame_counts = tuple(range(1, max(train.world_max_frames, 1 + tf) + 1, tf))
     return SizeMix(canvases, frame_counts)
 
 
-def build_stream(model_config: ModelConfig, train: TrainConfig, autoencoder: Autoencoder, *, world: str,
-                 latent_data=None):
+def build_stream(
+    model_config: ModelConfig, train: TrainConfig, autoencoder: Autoencoder, *, world: str, latent_data=None
+):
     """The run's batch stream: cached latents when `latent_data` (a LatentDataset) is given,
     else videos of `world` rendered at the sizes the model can take."""
     if latent_data is not None:
         from ..data.latents import LatentStream
 
         if latent_data.autoencoder_config != model_config.autoencoder:
-            raise CinecubeError(f"latent cache '{latent_data.folder}' was made with another autoencoder "
-                                "than the model's")
-        return LatentStream(latent_data, model_config.patch_size, train.tokens_per_step,
-                            train.max_tokens_per_video, seed=train.seed)
+            raise CinecubeError(
+                f"latent cache '{latent_data.folder}' was made with another autoencoder than the model's"
+            )
+        return LatentStream(
+            latent_data, model_config.patch_size, train.tokens_per_step, train.max_tokens_per_video, seed=train.seed
+        )
     world_obj, mix = make_world(world, train, train.seed)
     mix = fit_mix(mix, model_config, train)
-    return TokenBudgetStream(world_obj, mix, lambda f, h, w: tokens_for_size(model_config, autoencoder, f, h, w),
-                             train.tokens_per_step, train.max_tokens_per_video, seed=train.seed)
+    return TokenBudgetStream(
+        world_obj,
+        mix,
+        lambda f, h, w: tokens_for_size(model_config, autoencoder, f, h, w),
+        train.tokens_per_step,
+        train.max_tokens_per_video,
+        seed=train.seed,
+    )
 
 
 def latent_folders(latent_data) -> list[str]:
