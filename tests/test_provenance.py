@@ -229,6 +229,31 @@ def test_other_installations_anchor_gives_valid_not_trusted(tmp_path, claims):
     assert read_provenance(path, trust_anchors_pem=mine.trust_anchor_pem.decode()).state == "Trusted"
 
 
+def test_trust_anchors_must_hold_certificates(tmp_path, claims):
+    """Anchors that hold no certificate are refused, not blamed on the file's manifest."""
+    path = _signed(tmp_path, ".mp4", claims)
+    with pytest.raises(ProvenanceError, match="trust_anchors_pem holds no PEM certificates: no '-----BEGIN"):
+        read_provenance(path, trust_anchors_pem="not a certificate")
+    with pytest.raises(ProvenanceError, match="roots.pem holds no PEM certificates: a certificate block does not"):
+        provenance.parse_trust_anchors("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "roots.pem")
+    key_only = provenance._new_identity_pem().split(b"-----BEGIN CERTIFICATE")[0]
+    with pytest.raises(ProvenanceError, match="it has PRIVATE KEY blocks but no CERTIFICATE"):
+        provenance.parse_trust_anchors(key_only)
+
+    # An identity file (key + leaf + root) gives its certificates only, and they are usable.
+    identity = SigningIdentity.load_or_create()
+    certs = provenance.parse_trust_anchors(identity.key_path.read_bytes())
+    assert "PRIVATE" not in certs and certs.count("BEGIN CERTIFICATE") == 2
+    assert read_provenance(path, trust_anchors_pem=certs).state == "Trusted"
+
+
+def test_reading_a_folder_or_a_missing_file_is_refused(tmp_path):
+    with pytest.raises(ProvenanceError, match="it is a folder, not a file"):
+        read_provenance(tmp_path)
+    with pytest.raises(ProvenanceError, match="no such file"):
+        read_provenance(tmp_path / "missing.mp4")
+
+
 def test_organisation_key_from_files(tmp_path, claims):
     """An organisation's SEC1 key and chain sign; only its own root makes the result Trusted."""
     from cryptography import x509

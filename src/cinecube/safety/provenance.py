@@ -383,6 +383,31 @@ def _share_root_ca(path: Path, anchor_pem: bytes | None) -> None:
                 os.unlink(tmp)
 
 
+def parse_trust_anchors(pem: str | bytes, source: str = "trust anchors") -> str:
+    """The certificates of a PEM bundle of trust anchors, re-encoded as PEM text.
+
+    Blocks other than certificates (a private key in an identity file) are left out. Raises a
+    one-line ProvenanceError, "<source> holds no PEM certificates: <why>", when there is no
+    certificate block or one does not parse; ``source`` names the text for that message.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    text = pem.decode("utf-8", errors="replace") if isinstance(pem, bytes) else pem
+    labels = re.findall(r"-----BEGIN ([A-Z0-9 ]+)-----", text)
+    if "CERTIFICATE" not in labels:
+        found = ", ".join(sorted(set(labels)))
+        why = f"it has {found} blocks but no CERTIFICATE" if labels else "no '-----BEGIN CERTIFICATE-----' block"
+        raise ProvenanceError(f"{source} holds no PEM certificates: {why}")
+    try:
+        certs = x509.load_pem_x509_certificates(text.encode("utf-8"))
+    except ValueError as exc:
+        raise ProvenanceError(
+            f"{source} holds no PEM certificates: a certificate block does not parse ({_one_line(exc)})"
+        ) from exc
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
+
+
 def local_trust_anchor_pem(config_dir: str | os.PathLike | None = None) -> str | None:
     """This installation's root certificate (PEM), or None before the first signing."""
     from cryptography import x509
@@ -611,16 +636,22 @@ def read_provenance(path: str | os.PathLike, trust_anchors_pem: str | None = Non
 
     trust_anchors_pem: PEM root certificates to trust; None means this installation's root
     CA (if it has signed anything yet), "" means trust nobody (signed files read Valid).
-    Raises ProvenanceError only for a path that is not a file; everything about the content
-    is in the report.
+    Raises ProvenanceError only for a path that is not a file and for trust anchors that hold
+    no PEM certificates (see parse_trust_anchors); everything about the content is in the
+    report.
     """
     import c2pa
 
     p = Path(path)
     if not p.is_file():
-        raise ProvenanceError(f"cannot read provenance of '{p}': no such file")
+        problem = "it is a folder, not a file" if p.is_dir() else "no such file"
+        raise ProvenanceError(f"cannot read provenance of '{p}': {problem}")
     if trust_anchors_pem is None:
         trust_anchors_pem = local_trust_anchor_pem()
+    elif trust_anchors_pem:
+        # Checked here: the C2PA library would fail on every file, and the report would blame
+        # the file's manifest rather than the anchors.
+        trust_anchors_pem = parse_trust_anchors(trust_anchors_pem, "trust_anchors_pem")
     mime = MIME_TYPES.get(p.suffix.lower())  # None: let the library detect the format
     report = ProvenanceReport(path=str(p), state="Unreadable")
     try:
