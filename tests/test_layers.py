@@ -23,8 +23,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "cinecube"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("configs and errors", ("cinecube", "cinecube.config", "cinecube.errors")),
     (
-        "networks, model folders, video files",
+        "networks and files (model folders, videos, output paths)",
         (
+            "cinecube.outputs",
             "cinecube.patches",
             "cinecube.transformer",
             "cinecube.autoencoder",

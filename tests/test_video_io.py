@@ -230,7 +230,7 @@ def test_permission_denied_is_reported_as_not_writable(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(video_io.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(video_io, "open", denied, raising=False)  # the temporary file's creation
     with pytest.raises(VideoIOError, match="is not writable"):
         write_video(tmp_path / "clip.mp4", _smooth_video(t=2))
     assert _leftovers(tmp_path) == []

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+from typing import NoReturn
 
 # OpenMP threads that spin while waiting slow every op many times over as soon as another
 # process wants a core (docs/performance.md); passive waiting costs little when the machine is
@@ -29,8 +31,15 @@ from .errors import CinecubeError
 COMMAND_MODULES = ("generate", "train", "export", "evaluation", "verify", "footage", "autoencoder_training", "detector")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported like every other error: one line, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cinecube", description="Sora-style text-to-video.")
+    parser = OneLineParser(prog="cinecube", description="Sora-style text-to-video.")
     commands = parser.add_subparsers(dest="command", required=True)
     eval_commands = commands.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", required=True)
     for name in COMMAND_MODULES:
@@ -39,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # argparse's own one-line errors (status 2) and --help (0)
+        return exit.code if isinstance(exit.code, int) else 2
     try:
         return args.func(args)
     except CinecubeError as error:
@@ -48,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`cinecube verify x.mp4 | head`): stop quietly, as a command
+        # killed by SIGPIPE would. Python would complain again flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .errors import InvalidRequestError
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,34 @@ class TrainConfig:
     world_max_frames: int = 16
     world_canvases: tuple[tuple[int, int], ...] = ()  # empty: the world's training canvases
     world_frame_counts: tuple[int, ...] = ()  # empty: the world's training frame counts
+
+    def __post_init__(self) -> None:
+        # One line naming the field (the CLI's --flag has the same name), before any work.
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise InvalidRequestError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)!r}")
+
+        def finite(value: float) -> bool:
+            return isinstance(value, (int, float)) and math.isfinite(value)
+
+        need(isinstance(self.steps, int) and self.steps >= 0, "steps", "0 or more")
+        for name in ("tokens_per_step", "max_tokens_per_video", "log_every", "sample_every", "checkpoint_every"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "a positive integer")
+        need(finite(self.lr) and self.lr > 0, "lr", "a positive number")
+        need(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "0 or more")
+        need(
+            all(finite(b) and 0 <= b < 1 for b in self.betas) and len(self.betas) == 2, "betas", "two numbers in [0, 1)"
+        )
+        need(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", "0 or more")
+        need(
+            isinstance(self.cooldown_steps, int) and 0 <= self.cooldown_steps <= self.steps,
+            "cooldown_steps",
+            f"0..{self.steps} (the run's steps)",
+        )
+        need(finite(self.grad_clip) and self.grad_clip > 0, "grad_clip", "a positive number")
+        need(finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", "a number in [0, 1)")
+        need(finite(self.caption_dropout) and 0 <= self.caption_dropout <= 1, "caption_dropout", "0..1")
+        need(isinstance(self.keep_checkpoints, int) and self.keep_checkpoints >= 0, "keep_checkpoints", "0 or more")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig, TrainConfig
 from .errors import CheckpointError
+from .outputs import staged_folder
 
 FORMAT = "cinecube-checkpoint/1"
 CONFIG_FILE = "config.json"
@@ -67,6 +68,7 @@ def save_model_folder(
     dtype: torch.dtype | None = None,
     autoencoder_dir: str | Path | None = None,
     extra_files: Callable[[Path], None] | None = None,
+    replace: bool = False,
 ) -> Path:
     """Write a model folder atomically. `dtype` (e.g. bfloat16) shrinks shipped weights.
 
@@ -75,15 +77,13 @@ def save_model_folder(
     folder before it is published (a training checkpoint's `training/`).
 
     Everything is written into a temporary sibling folder that is renamed into place, so a
-    crash never leaves a half-written folder under the real name.
+    crash never leaves a half-written folder under the real name. An existing folder is
+    replaced only with `replace` (the caller has checked it may go: see outputs.py).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        tmp.mkdir()
+    if (folder.exists() or folder.is_symlink()) and not replace:
+        raise CheckpointError(f"'{folder}' already exists; it is replaced only when asked")
+    with staged_folder(folder) as tmp:
         config = {
             "format": FORMAT,
             "model": model_config.to_dict(),
@@ -96,17 +96,22 @@ def save_model_folder(
             extra_files(tmp)
         if autoencoder_dir is not None:
             copy_tree_linked(autoencoder_dir, tmp / AUTOENCODER_DIR)
-        if folder.exists():  # replacing: move the old one aside first, then swap
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """Whether `path` holds a model folder cinecube wrote and nothing else (so it may be replaced)."""
+    path = Path(path)
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    own_entries = {CONFIG_FILE, WEIGHTS_FILE, AUTOENCODER_DIR, "training"}
+    return (
+        isinstance(config, dict)
+        and config.get("format") == FORMAT
+        and all(entry.name in own_entries for entry in path.iterdir())
+    )
 
 
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
+import operator
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +34,7 @@ from .config import ModelConfig
 from .diffusion import Objective, flow_timesteps, resolution_shift
 from .errors import InvalidRequestError, VideoIOError
 from .model_folder import WEIGHTS_FILE, load_model_folder, load_weights_into
+from .outputs import check_output_file
 from .patches import PackedBatch, grid_positions, token_grid, unpack
 from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
 from .safety.watermark import MIN_SIDE as WATERMARK_MIN_SIDE
@@ -41,6 +44,10 @@ from .transformer import DiffusionTransformer
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png")
 DEFAULT_FPS = 8.0
+MAX_FPS = 240.0
+MAX_STEPS = 1000
+MAX_GUIDANCE = 30.0
+MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed and numpy's generators both take
 
 
 def default_model_dir() -> Path:
@@ -66,8 +73,12 @@ class GeneratedVideo:
     published: PublishResult | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Review, watermark, write, sign and log; returns the path. Raises if a stage refuses."""
-        check_output_path(path, self.frames.shape[0])
+        """Review, watermark, write, sign and log; returns the path. Raises if a stage refuses.
+
+        A file already at `path` is replaced, once every stage has passed (the command line
+        asks for --force first); on any failure it stays as it was."""
+        check_output_path(path, self.frames.shape[0], force=True)
+        check_fps(self.fps)
         generation = {k: self.info[k] for k in ("steps", "guidance", "sampler") if k in self.info}
         self.published = publish(
             self.frames,
@@ -84,27 +95,69 @@ class GeneratedVideo:
         return self.published.path
 
 
-def check_output_path(path: str | os.PathLike, frames: int) -> None:
-    """Refuse an output path before any work is done: suffix, folder, writability."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise VideoIOError(f"output '{path}': unknown suffix '{suffix}'; allowed: {', '.join(OUTPUT_SUFFIXES)}")
-    if suffix == ".png" and frames != 1:
-        raise VideoIOError(f"output '{path}': a .png holds one frame, the request has {frames}; use .mp4 or .gif")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise VideoIOError(f"output '{path}': folder '{folder}' does not exist")
-    if not os.access(folder, os.W_OK):
-        raise VideoIOError(f"output '{path}': folder '{folder}' is not writable")
+def check_output_path(path: str | os.PathLike, frames: int, *, force: bool = False, argument: str = "output") -> Path:
+    """Refuse an output path before any work is done: suffix, frame count, folder, writability,
+    and an existing file unless `force`."""
+    target = check_output_file(path, argument, suffixes=OUTPUT_SUFFIXES, force=force)
+    if target.suffix.lower() == ".png" and frames != 1:
+        raise VideoIOError(f"{argument} '{target}': a .png holds one frame, the request has {frames}; use .mp4 or .gif")
+    return target
 
 
-def allowed_sizes_message(config: ModelConfig) -> str:
+def check_fps(fps: float, argument: str = "fps") -> float:
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise InvalidRequestError(f"{argument} {fps} is not allowed; use a number above 0 and at most {MAX_FPS:g}")
+    return float(fps)
+
+
+def _integer(name: str, value: object) -> int:
+    """`value` as a Python int: numpy integers and other exact integers pass, floats and bools do not."""
+    if isinstance(value, bool):
+        raise InvalidRequestError(f"{name} {value!r} is not an integer")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidRequestError(f"{name} {value!r} is not an integer") from None
+
+
+def check_request(
+    prompt: str, frames: int, height: int, width: int, *, steps: int, guidance: float, seed: int
+) -> tuple[int, int, int, int, float, int]:
+    """The checks a request needs no model for, so a bad one fails before a model loads.
+
+    Returns (frames, height, width, steps, guidance, seed) as plain Python numbers (numpy
+    integers are accepted). The sizes the model allows are checked by `Pipeline.validate`."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError(
+            "prompt is empty: describe the video you want, e.g. 'a red circle moving right on a black background'"
+        )
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError("prompt is not valid UTF-8 text") from None
+    frames, height, width = (_integer(n, v) for n, v in (("frames", frames), ("height", height), ("width", width)))
+    for name, value in (("frames", frames), ("height", height), ("width", width)):
+        if value < 1:
+            raise InvalidRequestError(f"{name} {value} is not allowed; it must be at least 1")
+    steps = _integer("steps", steps)
+    if not 1 <= steps <= MAX_STEPS:
+        raise InvalidRequestError(f"steps {steps} is not allowed; use 1..{MAX_STEPS}")
+    if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise InvalidRequestError(f"guidance {guidance} is not allowed; use 0..{MAX_GUIDANCE:g} (1 = no guidance)")
+    seed = _integer("seed", seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequestError(f"seed {seed} is not allowed; use 0..{MAX_SEED}")
+    return frames, height, width, steps, float(guidance), seed
+
+
+def allowed_sizes_message(config: ModelConfig, min_side: int = 1) -> str:
+    """The sizes a model allows, in one line; `min_side`: the smallest side the output gate takes."""
     (gh, gw) = config.token_pixels
+    low_h, low_w = (-(-max(min_side, g) // g) * g for g in (gh, gw))
     sides = (
-        f"height and width: multiples of {gh} from {gh}"
-        if gh == gw
-        else f"height: multiples of {gh} from {gh}, width: multiples of {gw} from {gw},"
+        f"height and width: multiples of {gh} from {low_h}"
+        if (gh, low_h) == (gw, low_w)
+        else f"height: multiples of {gh} from {low_h}, width: multiples of {gw} from {low_w},"
     )
     return f"{sides} to {config.max_side}; frames: 1..{config.max_frames}; at most {config.max_tokens} tokens per video"
 
@@ -144,34 +197,34 @@ class Pipeline:
 
     # --------------------------------------------------------------------------- validation
 
-    def validate(self, prompt: str, frames: int, height: int, width: int, steps: int, guidance: float) -> None:
+    def validate(
+        self, prompt: str, frames: int, height: int, width: int, steps: int, guidance: float, seed: int = 0
+    ) -> tuple[int, int, int, int, float, int]:
+        """Every check of a request: `check_request`'s, then the prompt's length and the sizes this
+        model allows. Returns the checked values as `check_request` does."""
+        frames, height, width, steps, guidance, seed = check_request(
+            prompt, frames, height, width, steps=steps, guidance=guidance, seed=seed
+        )
         cfg = self.config
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequestError(
-                "prompt is empty: describe the video you want, e.g. 'a red circle moving right on a black background'"
-            )
         n_tokens = self.text_encoder.token_count(prompt)
         if n_tokens > cfg.text_max_tokens:
             raise InvalidRequestError(f"prompt is {n_tokens} tokens long; the maximum is {cfg.text_max_tokens}")
-        allowed = allowed_sizes_message(cfg)
+        min_side = WATERMARK_MIN_SIDE if self.safety.watermark else 1
+        allowed = allowed_sizes_message(cfg, min_side)
         for (name, value), grid in zip((("height", height), ("width", width)), cfg.token_pixels):
-            if not isinstance(value, int) or value < grid or value > cfg.max_side or value % grid:
+            if value < grid or value > cfg.max_side or value % grid:
                 raise InvalidRequestError(f"{name} {value} is not allowed; {allowed}")
-        if not isinstance(frames, int) or frames < 1 or frames > cfg.max_frames:
+        if frames > cfg.max_frames:
             raise InvalidRequestError(f"frames {frames} is not allowed; {allowed}")
-        if self.safety.watermark and min(height, width) < WATERMARK_MIN_SIDE:
+        if min(height, width) < min_side:
             raise InvalidRequestError(
                 f"{height}x{width} is below the {WATERMARK_MIN_SIDE}x{WATERMARK_MIN_SIDE} "
-                f"pixels the invisible watermark needs; use height and width of at "
-                f"least {WATERMARK_MIN_SIDE}"
+                f"pixels the invisible watermark needs; {allowed}"
             )
         tokens = self.num_tokens(frames, height, width)
         if tokens > cfg.max_tokens:
             raise InvalidRequestError(f"{frames}x{height}x{width} is {tokens} tokens; {allowed}")
-        if not isinstance(steps, int) or not 1 <= steps <= 1000:
-            raise InvalidRequestError(f"steps {steps} is not allowed; use 1..1000")
-        if not 0.0 <= guidance <= 30.0:
-            raise InvalidRequestError(f"guidance {guidance} is not allowed; use 0..30 (1 = no guidance)")
+        return frames, height, width, steps, guidance, seed
 
     def nearest_allowed(self, frames: int, height: int, width: int, grid: int | None = None) -> tuple[int, int, int]:
         """The allowed (frames, height, width) nearest to a request: sides rounded to the grid
@@ -212,7 +265,9 @@ class Pipeline:
         sampler: str = "euler",
         progress: bool = True,
     ) -> GeneratedVideo:
-        self.validate(prompt, frames, height, width, steps, guidance)
+        frames, height, width, steps, guidance, seed = self.validate(
+            prompt, frames, height, width, steps, guidance, seed
+        )
         if sampler not in SAMPLERS:
             raise InvalidRequestError(f"sampler {sampler!r} is not allowed; use one of {sorted(SAMPLERS)}")
         prompt_stage = check_prompt_allowed(prompt, self.safety)  # before any compute

@@ -4,9 +4,9 @@ Videos go through PyAV (FFmpeg): H.264 ``.mp4`` and animated ``.gif`` are writte
 anything FFmpeg can demux (``.mp4``, ``.mov``, ``.avi``, ``.webm``, ``.mkv``, ``.gif`` ...)
 is read. Single images (``.png``, ``.jpg`` ...) go through Pillow.
 
-Writes are atomic: the data goes to a hidden temporary file in the destination folder,
-which is renamed over the destination only once it is complete, so a failed write never
-leaves a partial file nor clobbers an existing one. Every failure is a
+Writes are atomic: the data goes to a hidden temporary file in the destination folder
+(see cinecube/outputs.py), which is renamed over the destination only once it is complete,
+so a failed write never leaves a partial file nor clobbers an existing one. Every failure is a
 :class:`~cinecube.errors.VideoIOError` with a one-line message naming the file.
 """
 
@@ -16,7 +16,6 @@ import contextlib
 import os
 import pathlib
 import re
-import tempfile
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cinecube.errors import VideoIOError
+from cinecube.outputs import clean_stale_temporaries, temporary_path
 
 WRITE_SUFFIXES: tuple[str, ...] = (".mp4", ".gif", ".png")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -202,14 +202,16 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -
     if target.is_dir():
         raise _fail("write", path, "it is a folder")
 
+    clean_stale_temporaries(folder)
+    tmp = temporary_path(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=folder)
+        with open(tmp, "xb"):  # created first, so a read-only folder fails here in one line
+            pass
     except OSError as exc:
         problem = f"folder '{folder}' is not writable" if isinstance(exc, PermissionError) else _first_line(exc)
         raise _fail("write", path, problem) from exc
-    os.close(fd)
     try:
-        _WRITERS[suffix](tmp, frames, float(fps))
+        _WRITERS[suffix](str(tmp), frames, float(fps))
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, target)
     except BaseException as exc:

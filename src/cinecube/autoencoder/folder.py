@@ -14,7 +14,9 @@ from .base import Autoencoder, PixelAutoencoder
 from .causal import CausalVideoAutoencoder
 
 
-def save_autoencoder(folder: str | Path, model: CausalVideoAutoencoder, *, dtype: torch.dtype | None = None) -> Path:
+def save_autoencoder(
+    folder: str | Path, model: CausalVideoAutoencoder, *, dtype: torch.dtype | None = None, replace: bool = False
+) -> Path:
     """Write an autoencoder's model folder atomically: config.json + model.safetensors.
 
     The config.json is an ordinary cinecube model folder config: a ModelConfig whose

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from ..errors import CinecubeError
+from . import arguments as arg
 
 
 def parse_canvases(text: str) -> list[tuple[int, int]]:
@@ -62,8 +63,9 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 
     e = commands.add_parser("export-autoencoder", help="write an autoencoder run's weights as a small folder")
     e.add_argument("run", help="autoencoder run or checkpoint folder")
-    e.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
+    arg.add_output(e, "--out", kind="folder", required=True, help="folder to write (config.json + model.safetensors)")
     e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    arg.add_force(e, "an earlier export at --out")
     e.set_defaults(func=cmd_export_autoencoder)
 
 
@@ -218,9 +220,14 @@ def cmd_export_autoencoder(args: argparse.Namespace) -> int:
     import torch
 
     from ..autoencoder import load_autoencoder, save_autoencoder
+    from ..model_folder import is_model_folder
+    from ..outputs import check_output_folder
 
+    out = check_output_folder(
+        args.out, "--out", kind="model folder", is_ours=is_model_folder, force=args.force, sources=[args.run]
+    )
     model = load_autoencoder(args.run)
-    path = save_autoencoder(args.out, model, dtype=getattr(torch, args.dtype))
+    path = save_autoencoder(out, model, dtype=getattr(torch, args.dtype), replace=True)
     size = (path / "model.safetensors").stat().st_size / 2**20
     print(f"wrote {path} ({model.num_parameters() / 1e6:.2f} M parameters, {size:.1f} MiB, {args.dtype})")
     return 0

@@ -12,6 +12,8 @@ import argparse
 import sys
 import time
 
+from . import arguments as arg
+
 
 def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("generate", help="generate a video from a prompt")
@@ -25,7 +27,8 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="checkpoint or run folder (default: the bundled model)")
     p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("-o", "--output", default="out.mp4", help="output .mp4, .gif or (one frame) .png")
+    arg.add_output(p, "-o", "--output", kind="file", default="out.mp4", help="output .mp4, .gif or (one frame) .png")
+    arg.add_force(p)
     add_safety_arguments(p)
     p.set_defaults(func=cmd_generate)
 
@@ -41,7 +44,7 @@ def add_safety_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--signing-key", default=None, help="an organisation's PKCS#8 signing key (PEM)")
     g.add_argument("--signing-chain", default=None, help="its certificate chain (PEM, leaf first)")
-    g.add_argument("--audit-log", default=None, help="audit log file (default: <config dir>/audit.jsonl)")
+    g.add_argument("--audit-log", default=None, help="audit log file to append to (default: <config dir>/audit.jsonl)")
     for stage in ("prompt-policy", "frame-review", "watermark", "c2pa", "audit"):
         g.add_argument(
             f"--unsafe-skip-{stage}",
@@ -67,10 +70,18 @@ def safety_settings_from(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..pipeline import Pipeline, check_output_path
+    from ..pipeline import Pipeline, check_fps, check_output_path, check_request
+    from ..safety.guard import check_settings
 
-    check_output_path(args.output, args.frames)  # fail before any work is done
+    # Everything that needs no model first (the pipeline's own checks, so the command line and
+    # the Python API say the same): a bad request fails in a moment, and nothing is written.
+    check_request(
+        args.prompt, args.frames, args.height, args.width, steps=args.steps, guidance=args.guidance, seed=args.seed
+    )
+    check_fps(args.fps, "--fps")
+    check_output_path(args.output, args.frames, force=args.force, argument="-o")
     safety = safety_settings_from(args)
+    check_settings(safety)
     started = time.time()
     pipe = Pipeline.from_pretrained(args.model, safety=safety)
     video = pipe(

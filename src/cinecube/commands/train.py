@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from ..errors import CinecubeError
+from ..model_folder import load_model_folder
+from . import arguments as arg
 
 MAX_DEPTH = 64  # transformer blocks `train --depth` accepts
 
@@ -40,8 +41,14 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
         "with --init-from a model of coarser cubes that these divide, the model is refined: "
         "it keeps what it learned and sees each video in more, smaller cubes",
     )
-    p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
+    p.add_argument("--steps", type=arg.positive_int, default=None, help="total steps (default: the preset's)")
+    arg.add_output(
+        p,
+        "--out",
+        kind="folder",
+        required=True,
+        help="run folder (checkpoints, samples, loss curve): new or empty, or a run to --resume",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument(
         "--init-from",
@@ -56,8 +63,8 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
         help="transformer blocks (default: the preset's); with --init-from a shallower model, "
         "the model grows: the extra blocks start as the identity",
     )
-    p.add_argument("--tokens-per-step", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--tokens-per-step", type=arg.positive_int, default=None)
+    p.add_argument("--lr", type=arg.positive_float, default=None)
     p.add_argument(
         "--cooldown-steps",
         type=int,
@@ -70,18 +77,27 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
         action="store_true",
         help="bf16 autocast where bf16 matmuls measure faster than fp32 (base and large ask for it already)",
     )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--sample-every", type=int, default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=arg.seed, default=None)
+    p.add_argument("--checkpoint-every", type=arg.positive_int, default=None)
+    p.add_argument("--sample-every", type=arg.positive_int, default=None)
+    p.add_argument("--device", type=arg.device, default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..config import PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig
-    from ..model_folder import checkpoint_dirs
-    from ..train.loop import train
+    import sys
 
+    from ..config import PRESETS, TRAIN_PRESETS
+    from ..train.checkpoint import find_resume_point, run_folder_state
+    from ..train.loop import RESUME_STATE, train
+
+    out = Path(args.out)
+    state = run_folder_state(out)
+    if state == "other":
+        kind = "a file" if out.exists() and not out.is_dir() else "a folder that holds no training run"
+        raise CinecubeError(f"--out '{out}' is {kind}; give a new or empty folder, or a run folder to --resume")
+    if args.resume and state != "run":
+        raise CinecubeError(f"--resume: '{out}' holds no run to continue; drop --resume to start one there")
     model_config = PRESETS[args.preset]
     train_config = TRAIN_PRESETS[args.preset]
     if args.depth is not None:
@@ -90,12 +106,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_config = dataclasses.replace(
             model_config, transformer=dataclasses.replace(model_config.transformer, depth=args.depth)
         )
-    run_json = Path(args.out) / "run.json"
-    if args.resume and checkpoint_dirs(args.out) and run_json.exists():
-        # A resumed run keeps its own configs; only the step count may be extended.
-        saved = json.loads(run_json.read_text())
-        train_config = TrainConfig.from_dict(saved["train"])
-        model_config = ModelConfig.from_dict(saved["model"])
+    resume_from = None
+    if args.resume:
+        # A resumed run keeps the configs of the checkpoint it continues; only the step count
+        # and the intervals may change. Damaged newer checkpoints are set aside with a warning.
+        resume_from = find_resume_point(out, RESUME_STATE, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        model_config = resume_from.model_config
+        stored = load_model_folder(resume_from.path)
+        train_config = stored.train_config or train_config
         if args.depth is not None and args.depth != model_config.transformer.depth:
             raise CinecubeError(
                 f"--depth {args.depth} cannot apply to '{args.out}': the run has "
@@ -112,30 +130,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if args.bf16:
         overrides["bf16"] = True
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    for key, value in overrides.items():
-        if key in ("seed", "bf16", "cooldown_steps"):
-            continue
-        if value <= 0:
-            raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
-    train_config = dataclasses.replace(train_config, **overrides)
-    if not 0 <= train_config.cooldown_steps <= train_config.steps:
-        raise CinecubeError(
-            f"--cooldown-steps must be 0..{train_config.steps} (the run's steps), got {train_config.cooldown_steps}"
-        )
+    train_config = dataclasses.replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
     if args.latents is not None:
         args.latents = [part for part in args.latents.split(",") if part]
-    resuming = args.resume and checkpoint_dirs(args.out) and run_json.exists()
-    if not resuming:
+    if resume_from is None:
         model_config = _latent_space_config(
             model_config, args.autoencoder, args.latents, args.patch_size, args.init_from
         )
     result = train(
         model_config,
         train_config,
-        args.out,
+        out,
         world=args.world,
         resume=args.resume,
+        resume_from=resume_from,
         device=args.device,
         progress=True,
         init_from=args.init_from,

@@ -194,7 +194,7 @@ def cache_latents(
         if old.get("complete") and len(shards) == len(old.get("shards", [])):
             return _store_text(out, old, text_max_tokens, progress)
     else:
-        save_autoencoder(ae_dir, network)  # (replacing any left by a run that never wrote an index)
+        save_autoencoder(ae_dir, network, replace=True)  # (replacing any left by a run that never wrote an index)
 
     def write_index(complete: bool) -> dict[str, Any]:
         index = {**settings, "items": sum(sh["count"] for sh in shards), "shards": shards, "complete": complete}

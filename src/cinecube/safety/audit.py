@@ -105,6 +105,21 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
 
+    def check_writable(self) -> None:
+        """Raise AuditLogError (one line) now if records cannot be appended, so a request fails
+        before any work instead of after its output is made. Creates no file."""
+        if self.path.is_dir():
+            raise AuditLogError(f"audit log '{self.path}' is a folder; give a file")
+        if self.path.exists():
+            if not os.access(self.path, os.W_OK):
+                raise AuditLogError(f"cannot append to audit log '{self.path}': it is not writable")
+            return
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise AuditLogError(f"cannot open audit log '{self.path}': folder '{folder}' does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise AuditLogError(f"cannot open audit log '{self.path}': folder '{folder}' is not writable")
+
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Validate and append one record as one line; returns the record as written.
 

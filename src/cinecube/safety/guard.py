@@ -6,18 +6,22 @@
     write              (to a hidden temporary file beside the target)
     C2PA manifest      (signed in place: c2pa.created, trainedAlgorithmicMedia, our claims,
                         a soft binding to the watermark payload)
-    publish            (atomic rename onto the target name)
     audit log          (one JSON line: time, prompt hash, every stage's decision, output hash)
+    publish            (atomic rename onto the target name: the last step)
 
 A stage that denies or raises stops the request: the temporary file is removed, nothing
-appears under the target name, the audit log records why, and the caller gets a
-`SafetyBlockedError` (or the stage's own error). `SafetySettings` can switch stages off for
-research (`--unsafe-skip-*` on the command line); what was skipped is recorded in the audit
-log and the manifest's claims, and reported to the user.
+appears under the target name (a file already there stays as it was), the audit log records
+why, and the caller gets a `SafetyBlockedError` (or the stage's own error). Whether the
+audit log can be written is checked before anything else (`check_settings`), and the
+published record is written before the rename, so no output exists without its record.
+`SafetySettings` can switch stages off for research (`--unsafe-skip-*` on the command line);
+what was skipped is recorded in the audit log and the manifest's claims, and reported to the
+user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CinecubeError
+from ..outputs import clean_stale_temporaries, temporary_path
 
 STAGES = ("prompt_policy", "frame_review", "watermark", "c2pa")
 
@@ -76,6 +81,17 @@ class PublishResult:
     watermark_payload: str | None  # hex, None when the watermark was skipped
     stages: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+
+def check_settings(settings: SafetySettings) -> None:
+    """Checks that need no frames, run before any work: the audit log can be written and an
+    organisation's signing key and chain can be read."""
+    if settings.audit:
+        from .audit import AuditLog
+
+        AuditLog(settings.audit_path).check_writable()
+    if settings.c2pa and settings.signing_key is not None:
+        _signing_identity(settings)
 
 
 def _audit(settings: SafetySettings, record: dict[str, Any]) -> None:
@@ -240,8 +256,11 @@ def publish(
     target = Path(path)
     stages = [prompt_stage or check_prompt_allowed(prompt, settings, request_id)]
     record = _base_record(request_id, prompt, settings)
-    tmp = target.with_name(f".{target.stem}.{request_id[:12]}.partial{target.suffix}")
+    clean_stale_temporaries(target.parent)
+    tmp = temporary_path(target)
+    published = False
     try:
+        check_settings(settings)  # the command line has checked these before any work; the API here
         if settings.frame_review:
             from .frames import review_frames
 
@@ -305,31 +324,35 @@ def publish(
         from .audit import sha256_file
 
         digest = sha256_file(tmp)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        failed = getattr(exc, "stage", None) or (stages[-1]["stage"] if stages else "unknown")
+        # The record first, then the rename: an output never exists without its record.
         _audit(
             settings,
             {
                 **record,
                 "stages": stages,
-                "outcome": "blocked" if isinstance(exc, SafetyBlockedError) else "error",
-                "error": f"{type(exc).__name__}: {str(exc)[:200]}",
-                "failed_stage": failed,
-                "output_path": None,
-                "output_sha256": None,
+                "outcome": "published",
+                "output_path": str(target.resolve()),
+                "output_sha256": digest,
             },
         )
+        published = True
+        os.replace(tmp, target)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        failed = getattr(exc, "stage", None) or ("publish" if published else stages[-1]["stage"])
+        # When the log itself failed it cannot record this either; the caller gets the first error.
+        with contextlib.suppress(CinecubeError):
+            _audit(
+                settings,
+                {
+                    **record,
+                    "stages": stages,
+                    "outcome": "blocked" if isinstance(exc, SafetyBlockedError) else "error",
+                    "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+                    "failed_stage": failed,
+                    "output_path": None,
+                    "output_sha256": None,
+                },
+            )
         raise
-    _audit(
-        settings,
-        {
-            **record,
-            "stages": stages,
-            "outcome": "published",
-            "output_path": str(target.resolve()),
-            "output_sha256": digest,
-        },
-    )
     return PublishResult(target, digest, payload_hex, stages, settings.skipped)

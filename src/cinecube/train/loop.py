@@ -51,11 +51,19 @@ from ..model_folder import (
     load_model_folder,
     load_weights_into,
 )
+from ..outputs import write_json
 from ..patches import pack
 from ..text import TextEncoder, get_text_encoder
 from ..transformer import DiffusionTransformer, deepened_state_dict, refined_model_config, refined_state_dict
-from .checkpoint import load_training_checkpoint, prune_checkpoints, save_training_checkpoint
+from .checkpoint import (
+    TrainingCheckpoint,
+    find_resume_point,
+    prune_checkpoints,
+    run_folder_state,
+    save_training_checkpoint,
+)
 from .ema import update_ema
+from .interrupt import StopRequest
 from .metrics import METRICS_FILE, MetricsLog, plot_loss_curve
 from .nonfinite import NonFiniteGuard
 from .precision import bf16_supported
@@ -110,8 +118,13 @@ def train(
     init_from: str | Path | None = None,
     autoencoder: str | Path | None = None,
     latents: str | Path | list[str] | None = None,
+    resume_from: TrainingCheckpoint | None = None,
 ) -> TrainResult:
     """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
+
+    `resume` continues the run from its newest checkpoint that can be resumed from (damaged
+    newer ones are moved aside with a warning; see `find_resume_point`), or from `resume_from`
+    when the caller has already found it. Resuming a folder that holds no run is an error.
 
     `init_from` starts a new run from another model's weights (a checkpoint, run or exported
     folder with the same architecture, a shallower one: see `deepened_state_dict`, or one with
@@ -123,14 +136,18 @@ def train(
     `model_config.autoencoder`; the run stores it as `autoencoder/`, and a resumed run reads
     it from there. `latents` is a latent cache folder made with that autoencoder: the stream
     then reads its latents (and `world` is not used).
+
+    Everything is checked, and the model, stream and autoencoder built, before anything is
+    written to `run_dir`. Ctrl-C or SIGTERM saves a checkpoint at the end of the step, then
+    raises KeyboardInterrupt (train/interrupt.py).
     """
     run_dir = Path(run_dir)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    existing = checkpoint_dirs(run_dir)
-    recorded_init = _check_run_folder(run_dir, existing, resume, init_from)
+    dev = _device(device)
+    if resume and resume_from is None:
+        resume_from = find_resume_point(run_dir, RESUME_STATE, warn=lambda m: tqdm.write(m, file=sys.stderr))
+    recorded_init = _check_run_folder(run_dir, resume_from, init_from)
     source = None
-    if init_from is not None and not existing:
+    if init_from is not None and resume_from is None:
         source, model_config = _init_source(init_from, model_config)
 
     latent_data = None
@@ -138,12 +155,17 @@ def train(
         from ..data.latents import LatentDataset
 
         latent_data = LatentDataset(latents)
-    run = _build_run(run_dir, model_config, train_config, dev, autoencoder, latent_data, world)
+    run, autoencoder_to_store = _build_run(run_dir, model_config, train_config, dev, autoencoder, latent_data, world)
     if source is not None:
         _start_from_source(run, source)
-    if existing:
-        _resume(run, existing[-1])
-    started_from = str(Path(init_from).resolve()) if init_from is not None and not existing else recorded_init
+    if resume_from is not None:
+        _resume(run, resume_from)
+
+    # Checked and built: from here on the run folder is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if autoencoder_to_store is not None:
+        save_autoencoder(run.autoencoder_dir, autoencoder_to_store)
+    started_from = str(Path(init_from).resolve()) if init_from is not None and resume_from is None else recorded_init
     _write_run_info(run, world, latent_data, started_from)
     if latent_data is not None and not run.stored_text and progress:
         tqdm.write(
@@ -155,9 +177,9 @@ def train(
     last_stop = train_config.steps if stop_after is None else min(stop_after, train_config.steps)
     guard = NonFiniteGuard()
     bar = tqdm(total=last_stop, initial=run.step, desc="training", disable=not progress, dynamic_ncols=True)
-    loss_value, tokens_seen, started = float("nan"), 0, time.time()
+    loss_value, tokens_seen, started, saved_at = float("nan"), 0, time.time(), run.step
     try:
-        with MetricsLog(run_dir / METRICS_FILE, resumed_at=run.step if existing else None) as metrics:
+        with MetricsLog(run_dir / METRICS_FILE, resumed_at=run.step) as metrics, StopRequest() as stop:
             while run.step < last_stop:
                 batch = run.stream.next_batch()
                 loss_value, grad_norm, n_tokens = _train_step(run, batch, guard)
@@ -180,8 +202,17 @@ def train(
                             **({"skipped": True} if grad_norm is None else {}),
                         }
                     )
-                if run.step % train_config.checkpoint_every == 0 or run.step == last_stop:
+                if run.step % train_config.checkpoint_every == 0 or run.step == last_stop or stop.requested:
                     _save_checkpoint(run)
+                    saved_at = run.step
+                if stop.requested:
+                    bar.close()
+                    tqdm.write(
+                        f"{stop.requested}: saved a checkpoint at step {saved_at} in {run_dir}; "
+                        "continue with the same command and --resume",
+                        file=sys.stderr,
+                    )
+                    raise KeyboardInterrupt
                 if run.step % train_config.sample_every == 0 or run.step == last_stop:
                     write_samples(
                         run.ema, run.autoencoder, run.text_encoder, run_dir / "samples" / f"step_{run.step:07d}.mp4"
@@ -192,22 +223,48 @@ def train(
     return TrainResult(run.step, loss_value, run_dir)
 
 
+# What a transformer run's training/state.json must hold to be resumed from.
+RESUME_STATE = ("step", "stream")
+
+
 # ------------------------------------------------------------------------------ start or resume
 
 
-def _check_run_folder(run_dir: Path, existing: list[Path], resume: bool, init_from: str | Path | None) -> str | None:
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CinecubeError(f"device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CinecubeError(f"device {name!r}: this machine has no CUDA device; use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise CinecubeError(f"device {name!r}: cinecube trains on cpu or cuda")
+    return dev
+
+
+def _check_run_folder(
+    run_dir: Path, resume_from: TrainingCheckpoint | None, init_from: str | Path | None
+) -> str | None:
     """Refuse a run folder that does not fit the request; return where a resumed run started."""
-    if existing and not resume:
+    state = run_folder_state(run_dir)
+    if resume_from is None and state == "run" and checkpoint_dirs(run_dir):
         raise CinecubeError(
             f"run folder '{run_dir}' already has checkpoints; pass --resume to continue it or choose another --out"
         )
+    if state == "other":
+        kind = "a file" if run_dir.exists() and not run_dir.is_dir() else "a folder that holds no training run"
+        raise CinecubeError(f"--out '{run_dir}' is {kind}; give a new or empty folder, or a run folder to resume")
+    if resume_from is None:
+        return None
     # Where a resumed run's weights started (run.json), kept across resumes.
-    recorded_init = (
-        json.loads((run_dir / RUN_FILE).read_text()).get("init_from")
-        if existing and (run_dir / RUN_FILE).exists()
-        else None
-    )
-    if existing and init_from is not None and recorded_init != str(Path(init_from).resolve()):
+    recorded_init = None
+    try:
+        recorded_init = json.loads((run_dir / RUN_FILE).read_text()).get("init_from")
+    except (OSError, ValueError, AttributeError):
+        tqdm.write(f"{run_dir / RUN_FILE} is unreadable; it is written anew from the checkpoint", file=sys.stderr)
+    if init_from is not None and recorded_init != str(Path(init_from).resolve()):
         # A resumed run continues its own weights; --init-from could only apply to a new run.
         raise CinecubeError(
             f"run folder '{run_dir}' already has checkpoints (started from "
@@ -250,8 +307,9 @@ def _build_run(
     autoencoder: str | Path | None,
     latent_data,
     world: str,
-) -> _Run:
-    """A fresh model, its EMA and optimizer, the autoencoder and text encoder, and the stream."""
+) -> tuple[_Run, Autoencoder | None]:
+    """A fresh model, its EMA and optimizer, the autoencoder and text encoder, and the stream,
+    with nothing written yet; and the autoencoder the run folder must store, if it has none."""
     torch.manual_seed(train_config.seed)
     model = DiffusionTransformer(model_config).to(dev)
     ema = DiffusionTransformer(model_config).to(dev).requires_grad_(False)
@@ -264,12 +322,8 @@ def _build_run(
         weight_decay=train_config.weight_decay,
         fused=True,
     )
-    ae_dir = _run_autoencoder(run_dir, model_config, autoencoder, latent_data)
-    autoencoder_net = (
-        load_model_autoencoder(run_dir, model_config, dev)
-        if ae_dir is not None
-        else build_autoencoder(model_config.autoencoder).to(dev)
-    )
+    autoencoder_net, to_store = _run_autoencoder(run_dir, model_config, autoencoder, latent_data)
+    autoencoder_net = autoencoder_net.to(dev)
     text_encoder = get_text_encoder(model_config.text_max_tokens)
     stream = build_stream(model_config, train_config, autoencoder_net, world=world, latent_data=latent_data)
     # Caption embeddings stored in the latent cache stand in for the text encoder when they
@@ -278,7 +332,7 @@ def _build_run(
         text_encoder.name,
         model_config.text_max_tokens,
     )
-    return _Run(
+    run = _Run(
         run_dir,
         model_config,
         train_config,
@@ -287,13 +341,14 @@ def _build_run(
         ema,
         optimizer,
         autoencoder_net,
-        ae_dir,
+        run_dir / AUTOENCODER_DIR if model_config.autoencoder.kind != "pixel" else None,
         text_encoder,
         Objective(model_config.diffusion),
         stream,
         use_bf16=train_config.bf16 and bf16_supported(dev),
         stored_text=stored_text,
     )
+    return run, to_store
 
 
 def _start_from_source(run: _Run, source: ModelFolder) -> None:
@@ -310,14 +365,18 @@ def _start_from_source(run: _Run, source: ModelFolder) -> None:
     run.ema.load_state_dict(run.model.state_dict())
 
 
-def _resume(run: _Run, latest: Path) -> None:
+def _resume(run: _Run, checkpoint: TrainingCheckpoint) -> None:
     """Continue from a checkpoint: weights, EMA, optimizer, stream position and step."""
-    checkpoint = load_training_checkpoint(latest)
     if checkpoint.model_config != run.model_config:
         raise CheckpointError(f"cannot resume '{run.folder}': its model config differs from the requested one")
-    load_weights_into(run.model, checkpoint.raw_weights, str(latest))
-    load_weights_into(run.ema, checkpoint.ema_weights, str(latest))
-    run.optimizer.load_state_dict(checkpoint.optimizer_state)
+    load_weights_into(run.model, checkpoint.raw_weights, str(checkpoint.path))
+    load_weights_into(run.ema, checkpoint.ema_weights, str(checkpoint.path))
+    try:
+        run.optimizer.load_state_dict(checkpoint.optimizer_state)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(
+            f"checkpoint '{checkpoint.path}': training/optimizer.pt does not fit the model ({error})"
+        ) from None
     run.stream.load_state_dict(checkpoint.state["stream"])
     run.step = int(checkpoint.state["step"])
 
@@ -334,24 +393,26 @@ def _write_run_info(run: _Run, world: str, latent_data, started_from: str | None
     # Where the weights started, kept across resumes: a second-stage run names its first stage.
     if started_from:
         info["init_from"] = started_from
-    (run.folder / RUN_FILE).write_text(json.dumps(info, indent=2))
+    write_json(run.folder / RUN_FILE, info)
 
 
-def _run_autoencoder(run_dir: Path, model_config: ModelConfig, given: str | Path | None, latent_data) -> Path | None:
-    """The run's `autoencoder/` folder (written from `given` or the latent cache's on first use);
-    None for the pixel autoencoder."""
+def _run_autoencoder(
+    run_dir: Path, model_config: ModelConfig, given: str | Path | None, latent_data
+) -> tuple[Autoencoder, Autoencoder | None]:
+    """(the autoencoder the run trains in, the one to store as the run's `autoencoder/` when it
+    has none yet): the identity for pixel models; else the run's own copy, or the one `given`
+    (or the latent cache's) on first use."""
     stored = run_dir / AUTOENCODER_DIR
     if model_config.autoencoder.kind == "pixel":
         if given is not None:
             raise CinecubeError("an autoencoder was given but the model config's autoencoder kind is 'pixel'")
-        return None
+        return build_autoencoder(model_config.autoencoder), None
     source = given if given is not None else (latent_data.autoencoder_dir if latent_data is not None else None)
     if (stored / CONFIG_FILE).is_file():
-        if source is not None:
-            own, other = load_autoencoder(stored), load_autoencoder(source)
-            if not _same_weights(own, other):
-                raise CheckpointError(f"run '{run_dir}' already trains on another autoencoder than '{source}'")
-        return stored
+        own = load_model_autoencoder(run_dir, model_config)
+        if source is not None and not _same_weights(own, load_autoencoder(source)):
+            raise CheckpointError(f"run '{run_dir}' already trains on another autoencoder than '{source}'")
+        return own, None
     if source is None:
         raise CinecubeError(
             f"the model works in the latents of a {model_config.autoencoder.kind} autoencoder: "
@@ -360,8 +421,7 @@ def _run_autoencoder(run_dir: Path, model_config: ModelConfig, given: str | Path
     network = load_autoencoder(source)
     if network.config != model_config.autoencoder:
         raise CinecubeError(f"autoencoder '{source}' differs from the model config's autoencoder")
-    save_autoencoder(stored, network)
-    return stored
+    return network, network
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
