@@ -172,7 +172,9 @@ def test_eval_command_writes_json_and_images(tmp_path, capsys, tiny_run):
     assert (tmp_path / "images" / "carphone.png").exists()
     # By default: the bundled model's autoencoder (measured on carphone: 25.8 dB, SSIM 0.84 at 4x8x8).
     assert (default_autoencoder_dir() / "model.safetensors").is_file()
-    assert cli.main(["eval", "autoencoder", "--clips", "carphone", "--max-frames", "5", "--out", str(out)]) == 0
+    assert (
+        cli.main(["eval", "autoencoder", "--clips", "carphone", "--max-frames", "5", "--out", str(out), "--force"]) == 0
+    )
     assert "causal3d autoencoder of the bundled model" in capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["compression"] == "4x8x8" and report["clips"][0]["frames"] == 5

@@ -151,7 +151,7 @@ def check_output_folder(
     if not str(path):
         raise OutputError(f"{argument} names no folder")
     if p.exists() and not p.is_dir():
-        raise OutputError(f"{argument} '{p}' is a file, not a folder")
+        raise OutputError(f"{argument} '{p}' exists and is not a folder")
     resolved = p.resolve()
     for source in sources:
         source_path = Path(source).resolve()

@@ -72,11 +72,12 @@ class GeneratedVideo:
     prompt_stage: dict | None = None  # the prompt policy's decision, taken before generating
     published: PublishResult | None = None
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, published_as: str | os.PathLike | None = None) -> Path:
         """Review, watermark, write, sign and log; returns the path. Raises if a stage refuses.
 
         A file already at `path` is replaced, once every stage has passed (the command line
-        asks for --force first); on any failure it stays as it was."""
+        asks for --force first); on any failure it stays as it was. `published_as`: where the
+        caller will move the file (from a staged folder), for the audit record."""
         check_output_path(path, self.frames.shape[0], force=True)
         check_fps(self.fps)
         generation = {k: self.info[k] for k in ("steps", "guidance", "sampler") if k in self.info}
@@ -91,6 +92,7 @@ class GeneratedVideo:
             generation=generation,
             settings=self.safety,
             prompt_stage=self.prompt_stage,
+            published_as=published_as,
         )
         return self.published.path
 

@@ -49,16 +49,22 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p = commands.add_parser("train-autoencoder", help="train the causal video autoencoder (resumable)")
     p.add_argument("--preset", choices=sorted(AUTOENCODER_PRESETS), default="small")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, samples, loss curve)")
+    arg.add_output(
+        p,
+        "--out",
+        kind="folder",
+        required=True,
+        help="run folder (checkpoints, samples, loss curve): new or empty, or a run to --resume",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--corpus", default=None, help="folder of captioned clips (e.g. from `cinecube data build`)")
     source.add_argument("--worlds", default=None, help="comma-separated worlds to mix (default pans,fashion,shapes)")
-    p.add_argument("--videos-per-step", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--videos-per-step", type=arg.positive_int, default=None)
+    p.add_argument("--lr", type=arg.positive_float, default=None)
+    p.add_argument("--seed", type=arg.seed, default=None)
+    p.add_argument("--checkpoint-every", type=arg.positive_int, default=None)
+    p.add_argument("--device", type=arg.device, default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.set_defaults(func=cmd_train_autoencoder)
 
     e = commands.add_parser("export-autoencoder", help="write an autoencoder run's weights as a small folder")
@@ -118,11 +124,20 @@ def _source_for(spec: dict, train, canvases=None):
 
 
 def cmd_train_autoencoder(args: argparse.Namespace) -> int:
-    from ..config import AUTOENCODER_PRESETS, AutoencoderConfig
-    from ..model_folder import checkpoint_dirs
+    import sys
+
+    from ..config import AUTOENCODER_PRESETS
+    from ..outputs import write_json
     from ..train.autoencoder_loop import AUTOENCODER_TRAIN_PRESETS, AutoencoderTrainConfig, train_autoencoder
+    from ..train.checkpoint import find_resume_point, run_folder_state
 
     out = Path(args.out)
+    state = run_folder_state(out)
+    if state == "other":
+        kind = "a file" if out.exists() and not out.is_dir() else "a folder that holds no training run"
+        raise CinecubeError(f"--out '{out}' is {kind}; give a new or empty folder, or a run folder to --resume")
+    if args.resume and state != "run":
+        raise CinecubeError(f"--resume: '{out}' holds no run to continue; drop --resume to start one there")
     config = AUTOENCODER_PRESETS[args.preset]
     train = AUTOENCODER_TRAIN_PRESETS.get(args.preset, AutoencoderTrainConfig())
     if args.corpus is not None:
@@ -135,16 +150,17 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
         if bad or not worlds:
             raise CinecubeError(f"--worlds {args.worlds!r}: allowed worlds are {', '.join(WORLD_CHOICES)}")
         spec = {"worlds": worlds}
-    resuming = args.resume and bool(checkpoint_dirs(out))
-    if resuming and (out / "run.json").exists():
-        # A resumed run keeps its own configs and source; only the step count may be extended.
-        saved = json.loads((out / "run.json").read_text())
-        from ..config import _from_dict
-
-        config = _from_dict(AutoencoderConfig, saved["autoencoder"])
-        train = AutoencoderTrainConfig.from_dict(saved["train"])
-        if (out / "source.json").exists():
+    resume_from = None
+    if args.resume:
+        # A resumed run keeps the configs of the checkpoint it continues, and its source; only
+        # the step count and intervals may change. Damaged newer checkpoints are set aside.
+        resume_from = find_resume_point(out, ("step", "train"), warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        config = resume_from.model_config.autoencoder
+        train = AutoencoderTrainConfig.from_dict(resume_from.state["train"])
+        try:
             spec = json.loads((out / "source.json").read_text())
+        except (OSError, ValueError):
+            print(f"warning: {out / 'source.json'} is unreadable; training on the source given now", file=sys.stderr)
     overrides = {
         "steps": args.steps,
         "videos_per_step": args.videos_per_step,
@@ -164,10 +180,10 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
             raise CinecubeError(f"--{key.replace('_', '-')} must be positive, got {value}")
     train = dataclasses.replace(train, **overrides)
     source = _source_for(spec, train)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "source.json").write_text(json.dumps(spec, indent=2) + "\n")
 
     def on_checkpoint(step: int, ema) -> None:
+        if not (out / "source.json").is_file():  # with the first checkpoint: what the run trains on
+            write_json(out / "source.json", spec)
         write_reconstructions(ema, source, out / "samples" / f"step_{step:07d}.png")
         from ..train.metrics import plot_loss_curve
 
@@ -182,6 +198,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
         videos=source,
         fit_videos=fit_source,
         resume=args.resume,
+        resume_from=resume_from,
         device=args.device,
         progress=True,
         on_checkpoint=on_checkpoint,

@@ -12,12 +12,13 @@ A SET is a video file or a folder of video files.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 from ..errors import CinecubeError
+from . import arguments as arg
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".webm", ".mov", ".mkv")
 
@@ -29,8 +30,11 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     a.add_argument("--steps", type=int, default=20)
     a.add_argument("--guidance", type=float, default=3.0)
     a.add_argument("--seed", type=int, default=1234)
-    a.add_argument("--out", default="adherence.json", help="JSON report path")
-    a.add_argument("--samples", default=None, help="folder for a contact sheet of the generated videos")
+    arg.add_output(a, "--out", kind="file", default="adherence.json", help="JSON report path")
+    arg.add_output(
+        a, "--samples", kind="folder", default=None, help="folder for a contact sheet of the generated videos"
+    )
+    arg.add_force(a, "the report and the contact sheet")
     a.add_argument(
         "--grid",
         type=int,
@@ -64,7 +68,8 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
         "FVD between halves of a clip vs between clips",
     )
     f.add_argument("--windows-per-half", type=int, default=4, help="16-frame windows per clip half (--check-real)")
-    f.add_argument("--out", default=None, help="JSON file for the result")
+    arg.add_output(f, "--out", kind="file", default=None, help="JSON file for the result")
+    arg.add_force(f)
     f.set_defaults(func=cmd_eval_fvd)
 
     d = eval_commands.add_parser("fid", help="per-frame FID (TF-Inception) between two sets of videos or images")
@@ -73,12 +78,16 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     d.add_argument(
         "--frames-per-video", type=int, default=None, help="evenly spaced frames used per video (default: all)"
     )
-    d.add_argument("--out", default=None, help="JSON file for the result")
+    arg.add_output(d, "--out", kind="file", default=None, help="JSON file for the result")
+    arg.add_force(d)
     d.set_defaults(func=cmd_eval_fid)
 
     a = eval_commands.add_parser("all", help="generate, measure everything, write report.json and an HTML report")
     a.add_argument("--model", default=None, help="checkpoint or run folder (default: the bundled model)")
-    a.add_argument("--out", required=True, help="report folder (report.json, index.html, videos/, plots)")
+    arg.add_output(
+        a, "--out", kind="folder", required=True, help="report folder (report.json, index.html, videos/, plots)"
+    )
+    arg.add_force(a, "an earlier report at --out")
     a.add_argument("--quick", action="store_true", help="a few prompts and steps (smoke test, minutes on a CPU)")
     a.add_argument("--n-prompts", type=int, default=None, help="held-out prompts (default 16; quick 3)")
     a.add_argument("--steps", type=int, default=None, help="sampling steps (default 20; quick 4)")
@@ -101,11 +110,22 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 
 
 def cmd_eval_adherence(args: argparse.Namespace) -> int:
-    from ..evaluate.adherence import evaluate_adherence, heldout_cases
+    from ..evaluate.adherence import SHEET_FILES, evaluate_adherence, heldout_cases
+    from ..outputs import check_output_file, check_output_folder, staged_folder, write_json
     from ..pipeline import Pipeline
 
     if args.n < 1:
         raise CinecubeError(f"--n must be at least 1, got {args.n}")
+    out = check_output_file(args.out, "--out", suffixes=(".json",), force=args.force)
+    samples = None
+    if args.samples is not None:
+        samples = check_output_folder(
+            args.samples,
+            "--samples",
+            kind="contact sheet",
+            is_ours=lambda p: all(e.name in SHEET_FILES for e in p.iterdir()),
+            force=args.force,
+        )
     pipe = Pipeline.from_pretrained(args.model)
     cell_h, cell_w = pipe.config.token_pixels
     if args.grid is not None and (args.grid < 1 or args.grid % cell_h or args.grid % cell_w):
@@ -130,21 +150,24 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
             progress=False,
         ).frames
 
-    report = evaluate_adherence(generate, cases, progress=True, samples_dir=args.samples)
-    print(report.table())
-    out = Path(args.out)
+    # The contact sheet is written into a staged folder, published with the report.
+    with staged_folder(samples) if samples is not None else contextlib.nullcontext() as staged:
+        report = evaluate_adherence(generate, cases, progress=True, samples_dir=staged)
+        print(report.table())
+        write_json(out, _adherence_json(report, pipe, args, cell_h))
+    print(f"wrote {out}")
+    return 0
+
+
+def _adherence_json(report, pipe, args: argparse.Namespace, cell: int) -> dict:
     result = report.to_json()
-    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256, "grid_px": args.grid or cell_h}
+    result["model"] = {"name": pipe.name, "weights_sha256": pipe.weights_sha256, "grid_px": args.grid or cell}
     result["model"].update(
         {"ceiling": "ground-truth renders through the model's autoencoder"}
         if args.ceiling
         else {"steps": args.steps, "guidance": args.guidance}
     )
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(f"wrote {out}")
-    return 0
+    return result
 
 
 def autoencoder_round_trip(autoencoder, scene, frames: int, height: int, width: int):
@@ -188,18 +211,25 @@ def _read_all(files: list[Path], frames: int | None) -> list:
     return [read_frames(p, 0, frames or None) for p in files]
 
 
+def _check_json_out(args: argparse.Namespace) -> None:
+    from ..outputs import check_output_file
+
+    if args.out is not None:
+        check_output_file(args.out, "--out", suffixes=(".json",), force=args.force)
+
+
 def _write_json(path: str | None, data: dict) -> None:
+    from ..outputs import write_json
+
     if path:
-        out = Path(path)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(out)
-        print(f"wrote {out}")
+        write_json(path, data)
+        print(f"wrote {path}")
 
 
 def cmd_eval_fvd(args: argparse.Namespace) -> int:
     from ..evaluate.fvd import fvd, real_clip_validation
 
+    _check_json_out(args)
     started = time.time()
     if args.check_real:
         if args.windows_per_half < 2:
@@ -229,6 +259,7 @@ def cmd_eval_fvd(args: argparse.Namespace) -> int:
 def cmd_eval_fid(args: argparse.Namespace) -> int:
     from ..evaluate.fid import fid
 
+    _check_json_out(args)
     if args.frames_per_video is not None and args.frames_per_video < 1:
         raise CinecubeError(f"--frames-per-video must be at least 1, got {args.frames_per_video}")
     videos_a = _read_all(_video_files(args.set_a, "SET_A"), None)
@@ -242,24 +273,34 @@ def cmd_eval_fid(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_all(args: argparse.Namespace) -> int:
-    from ..evaluate.report import evaluate_all, summary_table
+    from ..evaluate.report import check_settings, evaluate_all, is_report_folder, summary_table
+    from ..outputs import check_output_folder, staged_folder
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CinecubeError(f"--out '{out}' exists and is not a folder")
-    results = evaluate_all(
-        out,
-        args.model,
-        quick=args.quick,
-        n_prompts=args.n_prompts,
-        steps=args.steps,
-        guidance=args.guidance,
-        seed=args.seed,
-        videos_per_prompt=args.videos_per_prompt,
-        fid_frames=args.fid_frames,
-        i3d_check=args.i3d_check,
-        log=_log,
+    check_settings(args.quick, args.n_prompts, args.steps, args.fid_frames, args.videos_per_prompt)
+    out = check_output_folder(
+        args.out,
+        "--out",
+        kind="evaluation report",
+        is_ours=is_report_folder,
+        force=args.force,
+        sources=[args.model] if args.model else [],
     )
+    # The report is made in a staged folder and renamed into place whole: a failure leaves nothing.
+    with staged_folder(out) as staged:
+        results = evaluate_all(
+            staged,
+            args.model,
+            published_as=out,
+            quick=args.quick,
+            n_prompts=args.n_prompts,
+            steps=args.steps,
+            guidance=args.guidance,
+            seed=args.seed,
+            videos_per_prompt=args.videos_per_prompt,
+            fid_frames=args.fid_frames,
+            i3d_check=args.i3d_check,
+            log=_log,
+        )
     print(summary_table(results))
     print(f"wrote {out / 'report.json'} and {out / 'index.html'} ({results['stage_seconds']['total']:.0f} s)")
     return 0

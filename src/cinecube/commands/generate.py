@@ -33,8 +33,12 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p.set_defaults(func=cmd_generate)
 
 
-def add_safety_arguments(p: argparse.ArgumentParser) -> None:
-    """Every command that writes generated media takes the same safety switches."""
+def add_safety_arguments(p: argparse.ArgumentParser, *, reconstruction: bool = False) -> None:
+    """Every command that writes media made by cinecube's networks takes the same safety switches.
+
+    For a `reconstruction` (the user's own footage through the autoencoder) there is no prompt
+    to check, and frame review is off unless asked for with --frame-review: the frames are not
+    generated, so what they show is what the user gave."""
     g = p.add_argument_group("safety and provenance (all stages on by default)")
     g.add_argument(
         "--frame-action",
@@ -42,10 +46,13 @@ def add_safety_arguments(p: argparse.ArgumentParser) -> None:
         default="block",
         help="what frame review does when it finds a face (default: block the output)",
     )
+    if reconstruction:
+        g.add_argument("--frame-review", action="store_true", help="review the frames for faces too")
     g.add_argument("--signing-key", default=None, help="an organisation's PKCS#8 signing key (PEM)")
     g.add_argument("--signing-chain", default=None, help="its certificate chain (PEM, leaf first)")
     g.add_argument("--audit-log", default=None, help="audit log file to append to (default: <config dir>/audit.jsonl)")
-    for stage in ("prompt-policy", "frame-review", "watermark", "c2pa", "audit"):
+    stages = ("prompt-policy", "frame-review") * (not reconstruction) + ("watermark", "c2pa", "audit")
+    for stage in stages:
         g.add_argument(
             f"--unsafe-skip-{stage}",
             action="store_true",
@@ -56,9 +63,10 @@ def add_safety_arguments(p: argparse.ArgumentParser) -> None:
 def safety_settings_from(args: argparse.Namespace):
     from ..safety.guard import SafetySettings
 
+    frame_review = args.frame_review if hasattr(args, "frame_review") else not args.unsafe_skip_frame_review
     return SafetySettings(
-        prompt_policy=not args.unsafe_skip_prompt_policy,
-        frame_review=not args.unsafe_skip_frame_review,
+        prompt_policy=not getattr(args, "unsafe_skip_prompt_policy", False),
+        frame_review=frame_review,
         frame_action=args.frame_action,
         watermark=not args.unsafe_skip_watermark,
         c2pa=not args.unsafe_skip_c2pa,

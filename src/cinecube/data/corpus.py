@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CinecubeError
+from ..outputs import check_output_folder, staged_folder
 from .pans import FootageSample
 
 WORLD_NAMES = ("shapes", "fashion", "pans", "mix")
@@ -207,12 +207,6 @@ def corpus_source(
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_corpus(
     out_dir: str | Path,
     world: str = "mix",
@@ -225,61 +219,68 @@ def build_corpus(
     frames: int = 33,
     fps: float = CORPUS_FPS,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Write `n` clips of a world into `out_dir` (mp4 + captions.jsonl); returns the manifest.
 
     Canvas sides are multiples of 8 in [min_size, max_size] (aspect at most 2:1), every clip
-    has `frames` frames. Each clip is written atomically; captions.jsonl and truth.jsonl
-    appear (atomically) only once every clip is written, so a folder with a captions.jsonl is
-    complete. A folder that already holds a captions.jsonl is refused rather than mixed into.
+    has `frames` frames. The corpus is built in a staged folder that is renamed into place
+    once whole, so `out_dir` holds a complete corpus or nothing. It must be new or empty;
+    `force` replaces a corpus built here before (a folder holding nothing else).
     """
     from tqdm.auto import tqdm
 
     from ..video_io import write_video
 
-    out = Path(out_dir)
     if n < 1:
         raise CinecubeError(f"--n must be at least 1, got {n}")
     if frames < 1:
         raise CinecubeError(f"--frames must be at least 1, got {frames}")
     if min_size < 16 or max_size < min_size:
         raise CinecubeError(f"sizes must satisfy 16 <= --min-size <= --max-size, got {min_size} and {max_size}")
-    if (out / "captions.jsonl").exists():
-        raise CinecubeError(f"'{out}' already holds a corpus (captions.jsonl); choose another --out")
-    if out.exists() and not out.is_dir():
-        raise CinecubeError(f"'{out}' exists and is not a folder")
+    out = check_output_folder(out_dir, "--out", kind="corpus", is_ours=is_built_corpus, force=force)
     source = make_world(world, split, seed)
-    (out / "clips").mkdir(parents=True, exist_ok=True)
     captions, truths, worlds = [], [], Counter()
     started = time.time()
-    for index in tqdm(range(n), desc=f"building {world} corpus", disable=not progress, dynamic_ncols=True):
-        rng = np.random.default_rng([seed, index, 23])
-        height, width = draw_size(rng, min_size, max_size)
-        sample = source.sample_at(index, height, width, frames)
-        name = f"clips/{index:06d}.mp4"
-        write_video(out / name, sample.video, fps=fps)
-        kind = sample.truth.get("world", world)
-        worlds[kind] += 1
-        captions.append(json.dumps({"video": name, "caption": sample.caption, "world": kind}))
-        truths.append(json.dumps({"video": name, **sample.truth}))
-    seconds = time.time() - started
-    manifest = {
-        "world": world,
-        "split": split,
-        "n": n,
-        "seed": seed,
-        "min_size": min_size,
-        "max_size": max_size,
-        "frames": frames,
-        "fps": fps,
-        "worlds": dict(worlds),
-        "seconds": round(seconds, 2),
-        "clips_per_second": round(n / seconds, 2) if seconds > 0 else None,
-    }
-    _atomic_write_text(out / "truth.jsonl", "\n".join(truths) + "\n")
-    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    _atomic_write_text(out / "captions.jsonl", "\n".join(captions) + "\n")
+    # Built in a staged folder and renamed into place whole: a failure leaves no half corpus.
+    with staged_folder(out) as staged:
+        (staged / "clips").mkdir()
+        for index in tqdm(range(n), desc=f"building {world} corpus", disable=not progress, dynamic_ncols=True):
+            rng = np.random.default_rng([seed, index, 23])
+            height, width = draw_size(rng, min_size, max_size)
+            sample = source.sample_at(index, height, width, frames)
+            name = f"clips/{index:06d}.mp4"
+            write_video(staged / name, sample.video, fps=fps)
+            kind = sample.truth.get("world", world)
+            worlds[kind] += 1
+            captions.append(json.dumps({"video": name, "caption": sample.caption, "world": kind}))
+            truths.append(json.dumps({"video": name, **sample.truth}))
+        seconds = time.time() - started
+        manifest = {
+            "world": world,
+            "split": split,
+            "n": n,
+            "seed": seed,
+            "min_size": min_size,
+            "max_size": max_size,
+            "frames": frames,
+            "fps": fps,
+            "worlds": dict(worlds),
+            "seconds": round(seconds, 2),
+            "clips_per_second": round(n / seconds, 2) if seconds > 0 else None,
+        }
+        (staged / "truth.jsonl").write_text("\n".join(truths) + "\n")
+        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staged / "captions.jsonl").write_text("\n".join(captions) + "\n")
     return manifest
+
+
+CORPUS_ENTRIES = ("clips", "captions.jsonl", "truth.jsonl", "manifest.json")
+
+
+def is_built_corpus(path: Path) -> bool:
+    """Whether a folder holds nothing but a corpus `build_corpus` wrote (so --force may replace it)."""
+    return (path / "manifest.json").is_file() and all(e.name in CORPUS_ENTRIES for e in Path(path).iterdir())
 
 
 def inspect_corpus(folder: str | Path, fps: float = CORPUS_FPS) -> dict[str, Any]:

@@ -48,12 +48,22 @@ from torch import Tensor
 
 from ..config import AutoencoderConfig
 from ..errors import CinecubeError
+from ..outputs import check_output_folder, clean_stale_temporaries, staged_file, temporary_path
 
 FORMAT = "cinecube-latents/1"
 INDEX_FILE = "index.json"
 SHARDS_DIR = "shards"
 TEXT_FILE = "text.safetensors"
 AUTOENCODER_DIR = "autoencoder"
+
+
+def is_latent_cache(path: Path) -> bool:
+    """Whether a folder holds nothing but a latent cache cinecube wrote (finished or not), so
+    `cache_latents` may go on writing into it: a rerun continues it."""
+    own = {INDEX_FILE, SHARDS_DIR, TEXT_FILE, AUTOENCODER_DIR}
+    return all(entry.name in own or entry.name.startswith(".") for entry in Path(path).iterdir())
+
+
 # World clips: canvases that are whole latent patches for an 8x autoencoder and a 2x2 patch.
 CACHE_CANVASES: tuple[tuple[int, int], ...] = ((32, 32), (48, 48), (64, 64), (48, 64), (64, 48), (32, 64), (64, 32))
 
@@ -67,9 +77,8 @@ class CachedLatent:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with staged_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _world_items(
@@ -148,9 +157,7 @@ def cache_latents(
     if max_frames < 1:
         raise CinecubeError(f"--max-frames must be at least 1, got {max_frames}")
     check_object_counts_apply(world, object_counts)  # before anything is written
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CinecubeError(f"'{out}' exists and is not a folder")
+    out = check_output_folder(out_dir, "--out", kind="latent cache", is_ours=is_latent_cache, force=True)
     network = load_autoencoder(autoencoder, device)
     tf, s = network.config.temporal_factor, network.config.spatial_factor
     frame_counts = tuple(range(1, max_frames + 1, tf))
@@ -164,6 +171,8 @@ def cache_latents(
 
     out.mkdir(parents=True, exist_ok=True)
     (out / SHARDS_DIR).mkdir(exist_ok=True)
+    for folder in (out, out / SHARDS_DIR):
+        clean_stale_temporaries(folder)
     ae_dir = out / AUTOENCODER_DIR
     settings = {
         "format": FORMAT,
@@ -218,7 +227,7 @@ def cache_latents(
     def flush() -> None:
         number = len(shards)
         name = f"{SHARDS_DIR}/{number:06d}.safetensors"
-        tmp = out / SHARDS_DIR / f".{number:06d}.tmp-{os.getpid()}.safetensors"
+        tmp = temporary_path(out / name)
         tensors = {str(i): latent.to(torch_dtype).contiguous() for i, (latent, _, _) in enumerate(pending)}
         save_file(tensors, str(tmp))
         os.chmod(tmp, 0o644)
@@ -279,7 +288,7 @@ def _store_text(out: Path, index: dict[str, Any], max_tokens: int | None, progre
         return index  # (without loading the text encoder: a rerun on a finished cache is instant)
     captions = _distinct_captions(index)
     embeddings = get_text_encoder(max_tokens).encode_many(captions, progress=progress)
-    tmp = out / f".{TEXT_FILE}.tmp-{os.getpid()}"
+    tmp = temporary_path(out / TEXT_FILE)
     save_file({str(i): e.contiguous() for i, e in enumerate(embeddings)}, str(tmp))
     os.chmod(tmp, 0o644)
     os.replace(tmp, out / TEXT_FILE)

@@ -834,6 +834,9 @@ SHEET_FRAME_HEIGHT = 72
 SHEET_COLUMNS = 2
 
 
+SHEET_FILES = ("contact_sheet.png", "contact_sheet.txt")
+
+
 def save_contact_sheet(videos: Sequence[np.ndarray], records: Sequence[dict[str, Any]], out_dir: str) -> str:
     """Write a grid of a few frames per case, labelled with case number and results.
 

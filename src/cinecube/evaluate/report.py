@@ -130,10 +130,32 @@ def _autoencoder_metrics(pipe: Any, max_frames: int) -> dict[str, Any]:
     return result
 
 
+def check_settings(
+    quick: bool,
+    n_prompts: int | None = None,
+    steps: int | None = None,
+    fid_frames: int | None = None,
+    videos_per_prompt: int = 1,
+) -> None:
+    """Refuse bad settings in one line before any work (`evaluate_all` checks them again)."""
+    settings_for(quick, n_prompts, steps, fid_frames)
+    if videos_per_prompt < 1:
+        raise CinecubeError(f"--videos-per-prompt must be at least 1, got {videos_per_prompt}")
+
+
+REPORT_ENTRIES = (REPORT_JSON, REPORT_HTML, VIDEO_DIR, "loss.png", "adherence.png", "timing.png")
+
+
+def is_report_folder(path: Path) -> bool:
+    """Whether a folder holds nothing but a report `evaluate_all` wrote (so --force may replace it)."""
+    return (path / REPORT_JSON).is_file() and all(e.name in REPORT_ENTRIES for e in Path(path).iterdir())
+
+
 def evaluate_all(
     out_dir: str | os.PathLike,
     model: str | None = None,
     *,
+    published_as: str | os.PathLike | None = None,
     quick: bool = False,
     n_prompts: int | None = None,
     steps: int | None = None,
@@ -144,15 +166,17 @@ def evaluate_all(
     i3d_check: bool | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Generate, measure everything, write report.json + index.html into ``out_dir``; returns the results."""
+    """Generate, measure everything, write report.json + index.html into ``out_dir``; returns the results.
+
+    ``published_as``: where the caller will move ``out_dir`` once it is whole (a staged
+    folder's final name), so the audit log records the videos where they will be."""
     from cinecube.data.shapes import render
     from cinecube.evaluate.adherence import TARGETS, evaluate_adherence, heldout_cases
     from cinecube.pipeline import Pipeline
     from cinecube.video_io import write_video
 
+    check_settings(quick, n_prompts, steps, fid_frames, videos_per_prompt)
     settings = settings_for(quick, n_prompts, steps, fid_frames, i3d_check)
-    if videos_per_prompt < 1:
-        raise CinecubeError(f"--videos-per-prompt must be at least 1, got {videos_per_prompt}")
     settings.update(guidance=guidance, seed=seed, videos_per_prompt=videos_per_prompt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +229,8 @@ def evaluate_all(
             name = f"case_{i:03d}.mp4" if k == 0 else f"case_{i:03d}_seed{k}.mp4"
             # Published like any output: reviewed, watermarked, signed, logged.
             result.fps = FPS
-            result.save(out / VIDEO_DIR / name)
+            final = Path(published_as) / VIDEO_DIR / name if published_as is not None else None
+            result.save(out / VIDEO_DIR / name, published_as=final)
             videos.append({"path": f"{VIDEO_DIR}/{name}", "seed": case.seed + k, "seconds": round(seconds, 3)})
             first = video if first is None else first
         truth = render(case.scene)  # (T, H, W, 3) the perfect answer

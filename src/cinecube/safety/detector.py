@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CinecubeError
+from ..outputs import staged_file
 
 SEAM_PERIODS = (4, 8, 16)
 
@@ -184,9 +185,8 @@ class Detector:
             "threshold": self.threshold,
             "info": self.info,
         }
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        with staged_file(path) as tmp:
+            tmp.write_text(json.dumps(payload, indent=1))
         return path
 
     @classmethod

@@ -243,12 +243,14 @@ def publish(
     settings: SafetySettings = SafetySettings(),
     prompt_stage: dict[str, Any] | None = None,
     request_id: str | None = None,
+    published_as: str | os.PathLike | None = None,
 ) -> PublishResult:
     """Run frames (T, H, W, 3) uint8 through review, watermark, write, sign; log; publish.
 
     `generation` holds the request's settings for the manifest (steps, guidance, sampler).
     `prompt_stage` is the prompt policy's decision if the caller checked it before generating;
-    otherwise the policy runs here.
+    otherwise the policy runs here. `published_as` is where the file will end up when the
+    caller writes into a staged folder it publishes later (the audit records that path).
     """
     from ..video_io import write_video
 
@@ -331,7 +333,7 @@ def publish(
                 **record,
                 "stages": stages,
                 "outcome": "published",
-                "output_path": str(target.resolve()),
+                "output_path": str(Path(published_as or target).resolve()),
                 "output_sha256": digest,
             },
         )

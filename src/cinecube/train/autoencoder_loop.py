@@ -23,7 +23,6 @@ discriminator and optimizer, stepped after the autoencoder's step in the loop be
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -40,10 +39,19 @@ from ..autoencoder import CausalVideoAutoencoder, DiagonalGaussian, crop_to_layo
 from ..config import AutoencoderConfig, ModelConfig
 from ..errors import CheckpointError, CinecubeError
 from ..model_folder import checkpoint_dirs, load_weights_into
-from .checkpoint import load_training_checkpoint, prune_checkpoints, save_training_checkpoint
+from ..outputs import write_json
+from .checkpoint import (
+    TrainingCheckpoint,
+    find_resume_point,
+    prune_checkpoints,
+    run_folder_state,
+    save_training_checkpoint,
+)
 from .ema import update_ema
+from .interrupt import StopRequest
 from .metrics import METRICS_FILE, MetricsLog
 from .nonfinite import NonFiniteGuard
+from .precision import device_for
 from .schedule import learning_rate
 
 VideoSource = Callable[[int], list[np.ndarray]]  # step -> uint8 (T, H, W, 3) videos
@@ -199,18 +207,25 @@ def train_autoencoder(
     stop_after: int | None = None,
     extra_loss: ExtraLoss | None = None,
     on_checkpoint: Callable[[int, CausalVideoAutoencoder], None] | None = None,
+    resume_from: TrainingCheckpoint | None = None,
 ) -> AutoencoderTrainResult:
     """Train (or resume) an autoencoder run in `run_dir`; `stop_after` ends early at that step.
 
     `fit_videos` (default: `videos`) are what a linear path's PCA is fitted on before step 1.
     `on_checkpoint(step, ema)` runs after each checkpoint is written (sample reconstructions,
-    plots); it must not change the weights."""
+    plots); it must not change the weights. `resume` continues from the newest checkpoint that
+    loads whole (damaged newer ones are moved aside with a warning), or from `resume_from`.
+    Nothing is written before the run is checked and built; Ctrl-C or SIGTERM saves a
+    checkpoint at the end of the step, then raises KeyboardInterrupt."""
     run_dir = Path(run_dir)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    existing = checkpoint_dirs(run_dir)
-    if existing and not resume:
-        raise CinecubeError(f"run folder '{run_dir}' already has checkpoints; resume it or choose another folder")
+    dev = device_for(device)
+    if resume and resume_from is None:
+        resume_from = find_resume_point(run_dir, warn=lambda m: tqdm.write(m, file=sys.stderr))
+    state = run_folder_state(run_dir)
+    if resume_from is None and (state == "other" or checkpoint_dirs(run_dir)):
+        raise CinecubeError(
+            f"run folder '{run_dir}' already has checkpoints or other files; resume it or choose another folder"
+        )
     source = videos if videos is not None else shapes_source(train)
     tf, s = config.temporal_factor, config.spatial_factor
 
@@ -226,7 +241,7 @@ def train_autoencoder(
     model_config = ModelConfig(autoencoder=config)
 
     step = 0
-    if config.linear_path and not existing:
+    if config.linear_path and resume_from is None:
         fit = fit_linear_path(model, layout_videos(range(train.linear_fit_steps), fit_videos or source))
         ema.load_state_dict(model.state_dict())
         tqdm.write(
@@ -234,13 +249,14 @@ def train_autoencoder(
             f"of their variance; decoder fit: MSE {fit['mse']:.5f} (PCA alone {fit['pca_mse']:.5f})",
             file=sys.stderr,
         )
-    if existing:
-        step = _resume(existing[-1], run_dir, config, model, ema, optimizer)
+    if resume_from is not None:
+        step = _resume(resume_from, run_dir, config, model, ema, optimizer)
 
-    (run_dir / "run.json").write_text(
-        json.dumps(
-            {"autoencoder": asdict(config), "train": train.to_dict(), "parameters": model.num_parameters()}, indent=2
-        )
+    # Checked and built: from here on the run folder is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        run_dir / "run.json",
+        {"autoencoder": asdict(config), "train": train.to_dict(), "parameters": model.num_parameters()},
     )
     last_stop = train.steps if stop_after is None else min(stop_after, train.steps)
 
@@ -260,14 +276,14 @@ def train_autoencoder(
         if on_checkpoint is not None:
             on_checkpoint(step, ema)
 
-    if last_stop == 0 and not existing:
+    if last_stop == 0 and resume_from is None:
         write_checkpoint()  # zero steps: the closed-form fit (linear path) is the model
     guard = NonFiniteGuard()
     bar = tqdm(total=last_stop, initial=step, desc="training autoencoder", disable=not progress, dynamic_ncols=True)
     started = time.time()
     last: dict[str, float] = {}
     try:
-        with MetricsLog(run_dir / METRICS_FILE, resumed_at=step if existing else None) as metrics:
+        with MetricsLog(run_dir / METRICS_FILE, resumed_at=step) as metrics, StopRequest() as stop:
             while step < last_stop:
                 batch = [frames_to_tensor(crop_to_layout(v, tf, s)).to(dev) for v in source(step)]
                 last, grad_norm = _train_step(model, ema, optimizer, batch, train, step, guard, extra_loss)
@@ -285,8 +301,16 @@ def train_autoencoder(
                             **({"skipped": True} if grad_norm is None else {}),
                         }
                     )
-                if step % train.checkpoint_every == 0 or step == last_stop:
+                if step % train.checkpoint_every == 0 or step == last_stop or stop.requested:
                     write_checkpoint()
+                if stop.requested:
+                    bar.close()
+                    tqdm.write(
+                        f"{stop.requested}: saved a checkpoint at step {step} in {run_dir}; "
+                        "continue with the same command and --resume",
+                        file=sys.stderr,
+                    )
+                    raise KeyboardInterrupt
     finally:
         bar.close()
     return AutoencoderTrainResult(step, last, run_dir)
@@ -306,7 +330,7 @@ def _optimizer(model: CausalVideoAutoencoder, train: AutoencoderTrainConfig) -> 
 
 
 def _resume(
-    latest: Path,
+    checkpoint: TrainingCheckpoint,
     run_dir: Path,
     config: AutoencoderConfig,
     model: CausalVideoAutoencoder,
@@ -314,12 +338,16 @@ def _resume(
     optimizer: torch.optim.Optimizer,
 ) -> int:
     """Load weights, EMA and optimizer from a checkpoint; return its step."""
-    checkpoint = load_training_checkpoint(latest)
     if checkpoint.model_config.autoencoder != config:
         raise CheckpointError(f"cannot resume '{run_dir}': its autoencoder config differs from the requested one")
-    load_weights_into(model, checkpoint.raw_weights, str(latest))
-    load_weights_into(ema, checkpoint.ema_weights, str(latest))
-    optimizer.load_state_dict(checkpoint.optimizer_state)
+    load_weights_into(model, checkpoint.raw_weights, str(checkpoint.path))
+    load_weights_into(ema, checkpoint.ema_weights, str(checkpoint.path))
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(
+            f"checkpoint '{checkpoint.path}': training/optimizer.pt does not fit the model ({error})"
+        ) from None
     return int(checkpoint.state["step"])
 
 

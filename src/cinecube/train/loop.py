@@ -66,7 +66,7 @@ from .ema import update_ema
 from .interrupt import StopRequest
 from .metrics import METRICS_FILE, MetricsLog, plot_loss_curve
 from .nonfinite import NonFiniteGuard
-from .precision import bf16_supported
+from .precision import bf16_supported, device_for
 from .samples import write_samples
 from .schedule import learning_rate
 from .stream import build_stream, latent_folders
@@ -142,7 +142,7 @@ def train(
     raises KeyboardInterrupt (train/interrupt.py).
     """
     run_dir = Path(run_dir)
-    dev = _device(device)
+    dev = device_for(device)
     if resume and resume_from is None:
         resume_from = find_resume_point(run_dir, RESUME_STATE, warn=lambda m: tqdm.write(m, file=sys.stderr))
     recorded_init = _check_run_folder(run_dir, resume_from, init_from)
@@ -228,20 +228,6 @@ RESUME_STATE = ("step", "stream")
 
 
 # ------------------------------------------------------------------------------ start or resume
-
-
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CinecubeError(f"device {name!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CinecubeError(f"device {name!r}: this machine has no CUDA device; use cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise CinecubeError(f"device {name!r}: cinecube trains on cpu or cuda")
-    return dev
 
 
 def _check_run_folder(

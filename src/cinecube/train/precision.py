@@ -1,4 +1,4 @@
-"""Whether bf16 autocast pays on this device."""
+"""The device a run trains on, and whether bf16 autocast pays on it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import time
 
 import torch
+
+from ..errors import CinecubeError
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -37,3 +39,18 @@ def bf16_matmul_speedup(size: int = 768) -> float:
     except RuntimeError:
         return 0.0
     return best[torch.float32] / best[torch.bfloat16]
+
+
+def device_for(name: str | None) -> torch.device:
+    """The torch device a run trains on (default: cuda if present); one line for a bad name."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CinecubeError(f"device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CinecubeError(f"device {name!r}: this machine has no CUDA device; use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise CinecubeError(f"device {name!r}: cinecube trains on cpu or cuda")
+    return dev
