@@ -115,10 +115,10 @@ def check_output_file(
     p = Path(path)
     if not str(path) or p.name in ("", ".", ".."):
         raise OutputError(f"{argument} '{path}' names no file")
-    if suffixes is not None and p.suffix.lower() not in suffixes:
-        raise OutputError(f"{argument} '{p}': unknown suffix '{p.suffix}'; allowed: {', '.join(suffixes)}")
     if p.is_dir():
         raise OutputError(f"{argument} '{p}' is a folder; give the name of a file to write in it")
+    if suffixes is not None and p.suffix.lower() not in suffixes:
+        raise OutputError(f"{argument} '{p}': unknown suffix '{p.suffix}'; allowed: {', '.join(suffixes)}")
     folder = p.parent
     if not folder.is_dir():
         raise OutputError(f"{argument} '{p}': folder '{folder}' does not exist")

@@ -86,7 +86,13 @@ def add_cache_latents_parser(data_sub: argparse._SubParsersAction) -> None:
     source.add_argument("--corpus", default=None, help="folder of captioned clips")
     source.add_argument("--world", choices=["shapes", "fashion", "pans", "mix"], default=None)
     c.add_argument("--n", type=int, default=None, help="number of world clips (with --world)")
-    c.add_argument("--out", required=True, help="cache folder (rerun the same command to continue it)")
+    arg.add_output(
+        c,
+        "--out",
+        kind="folder",
+        required=True,
+        help="cache folder, new or empty (rerun the same command to continue it)",
+    )
     c.add_argument("--shard-size", type=int, default=256, help="latents per shard file (default 256)")
     c.add_argument("--max-frames", type=int, default=17, help="frames per clip at most (default 17)")
     c.add_argument(

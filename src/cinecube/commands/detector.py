@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 
 def cmd_detector_train(args: argparse.Namespace) -> int:
     from ..errors import CinecubeError
-    from ..outputs import check_output_file, write_json
+    from ..outputs import check_output_file, staged_file
     from ..safety.detector import DEFAULT_DETECTOR_PATH
     from ..safety.detector_training import train_and_measure
 
@@ -42,8 +43,10 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
     detector, report = train_and_measure(
         generated, seed=args.seed, real_per_clip=args.real_per_clip, progress=lambda m: print(m, file=sys.stderr)
     )
-    out = detector.save(out)
-    write_json(report_path, report)
+    # Both staged, then published one right after the other: a failure leaves neither.
+    with staged_file(out) as staged_weights, staged_file(report_path) as staged_report:
+        detector.save(staged_weights)
+        staged_report.write_text(json.dumps(report, indent=2) + "\n")
     test = report["test"]
     print(
         f"held-out ROC AUC {test['roc_auc']:.3f} on {test['n']} clips ({test['positives']} generated); "

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import CinecubeError
+
 
 class CaptionedVideo(Protocol):
     video: np.ndarray  # (T, H, W, 3) uint8
@@ -64,7 +66,11 @@ class TokenBudgetStream:
         ]
         self._choices = [c for c in self._choices if c]
         if not self._choices:
-            raise ValueError(f"no canvas/duration of the mix fits in {self.max_tokens_per_video} tokens")
+            smallest = min(tokens_of(f, h, w) for h, w in mix.canvases for f in mix.frame_counts)
+            raise CinecubeError(
+                f"no video of the training mix fits in {self.max_tokens_per_video} tokens (the smallest is "
+                f"{smallest}): raise --tokens-per-step (tokens_per_step and max_tokens_per_video)"
+            )
 
     def size_of(self, index: int) -> tuple[int, int, int]:
         """The (frames, height, width) of video `index`: uniform canvas, then uniform duration."""

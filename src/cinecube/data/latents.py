@@ -446,7 +446,10 @@ class LatentStream:
             ch, cw = h // ph * ph, w // pw * pw
             self._tokens.append(int(np.prod(token_grid((t, ch, cw), self.patch_size))) if ch and cw else 0)
         if not any(0 < k <= self.max_tokens_per_video for k in self._tokens):
-            raise ValueError(f"no cached latent fits in {self.max_tokens_per_video} tokens with patch {patch_size}")
+            raise CinecubeError(
+                f"no cached latent fits in {self.max_tokens_per_video} tokens with patch {patch_size}: "
+                "raise --tokens-per-step (tokens_per_step and max_tokens_per_video)"
+            )
         self._epoch, self._order = -1, np.arange(0)
 
     def item_of(self, index: int) -> int:
