@@ -37,7 +37,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("cinecube.data",)),
     (
         "diffusion, sampling, pipeline, safety",
-        ("cinecube.diffusion", "cinecube.sampling", "cinecube.pipeline", "cinecube.safety"),
+        (
+            "cinecube.diffusion",
+            "cinecube.sampling",
+            "cinecube.conditioning",
+            "cinecube.prompting",
+            "cinecube.pipeline",
+            "cinecube.safety",
+        ),
     ),
     ("training", ("cinecube.train",)),
     ("evaluation", ("cinecube.evaluate",)),

@@ -139,6 +139,21 @@ class ModelConfig:
         return _from_dict(cls, data)
 
 
+# How a training video can be conditioned on its own frames (see cinecube/conditioning.py), and
+# the share of samples each kind gets by default; the rest are plain text-to-video. First frames
+# dominate, as in Open-Sora's and LTX-Video's mixes; the ends and clips serve extension,
+# connection and loops.
+CONDITION_KINDS = ("first_frame", "last_frame", "first_last", "first_clip", "last_clip", "random_frames")
+DEFAULT_CONDITIONING: tuple[tuple[str, float], ...] = (
+    ("first_frame", 0.10),
+    ("first_last", 0.04),
+    ("last_frame", 0.03),
+    ("first_clip", 0.04),
+    ("last_clip", 0.03),
+    ("random_frames", 0.01),
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How one training run goes. Saved in every checkpoint next to the model config."""
@@ -154,6 +169,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
+    # Which training videos are conditioned on some of their own frames, and how: (kind, share)
+    # pairs of CONDITION_KINDS; the share they leave is plain text-to-video (cinecube/conditioning.py).
+    conditioning: tuple[tuple[str, float], ...] = DEFAULT_CONDITIONING
+    condition_noise: float = 0.0  # the noise level (t) of conditioning tokens: 0 is clean
     bf16: bool = False  # autocast, where bf16 matmuls measure faster (train.loop.bf16_supported)
     seed: int = 0
     log_every: int = 10
@@ -191,6 +210,13 @@ class TrainConfig:
         need(finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", "a number in [0, 1)")
         need(finite(self.caption_dropout) and 0 <= self.caption_dropout <= 1, "caption_dropout", "0..1")
         need(isinstance(self.keep_checkpoints, int) and self.keep_checkpoints >= 0, "keep_checkpoints", "0 or more")
+        need(finite(self.condition_noise) and 0 <= self.condition_noise < 1, "condition_noise", "a number in [0, 1)")
+        need(
+            all(len(e) == 2 and e[0] in CONDITION_KINDS and finite(e[1]) and e[1] >= 0 for e in self.conditioning)
+            and sum(e[1] for e in self.conditioning) <= 1 + 1e-9,
+            "conditioning",
+            f"(kind, share) pairs of {', '.join(CONDITION_KINDS)} with shares adding up to at most 1",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,6 +7,11 @@ belongs to, so attention can stay inside each video (block-diagonal) without pad
 
 Durations that are not a multiple of pt (an image is one frame) are padded by repeating the
 last frame; `unpack` drops the padding again, so pack/unpack is exact.
+
+A video can bring extra tokens: the frames it is conditioned on (an image to animate, the clip
+to extend), each encoded on its own and appended to its video's segment, at time positions
+shifted to where they belong in it (see cinecube/conditioning.py). They share the video's
+attention and are dropped by `unpack`.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class PackedBatch:
     segment_ids: (N,) long, which video each token belongs to (0..S-1, contiguous, sorted)
     grids:       the token grid (T', H', W') of each video
     frames:      the latent frame count of each video before temporal padding
+    extras:      how many extra (conditioning) tokens follow each video's own tokens
     """
 
     tokens: Tensor
@@ -78,14 +84,30 @@ class PackedBatch:
     frames: list[int]
     patch: Patch
     channels: int
+    extras: list[int] | None = None
 
     @property
     def num_segments(self) -> int:
         return len(self.grids)
 
     @property
-    def lengths(self) -> list[int]:
+    def video_lengths(self) -> list[int]:
+        """Each video's own tokens (what is generated and unpacked)."""
         return [gt * gh * gw for gt, gh, gw in self.grids]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Each segment's tokens: the video's own, then its extra tokens."""
+        return [n + e for n, e in zip(self.video_lengths, self.extras or [0] * self.num_segments)]
+
+    @property
+    def is_extra(self) -> Tensor:
+        """(N,) bool: True on the extra (conditioning) tokens."""
+        flags = [
+            torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(e, dtype=torch.bool)])
+            for n, e in zip(self.video_lengths, self.extras or [0] * self.num_segments)
+        ]
+        return torch.cat(flags).to(self.tokens.device)
 
     def to(self, device: torch.device | str) -> PackedBatch:
         return PackedBatch(
@@ -96,30 +118,55 @@ class PackedBatch:
             self.frames,
             self.patch,
             self.channels,
+            self.extras,
         )
 
 
-def pack(latents: list[Tensor], patch: Patch) -> PackedBatch:
-    """Concatenate the tokens of several (C, T, H, W) latents of any sizes into one sequence."""
+# An extra clip: its (C, T, H, W) latent, and the time (in tokens of the video it belongs to)
+# at which its first latent frame sits.
+Extra = tuple[Tensor, float]
+
+
+def pack(latents: list[Tensor], patch: Patch, extras: list[list[Extra]] | None = None) -> PackedBatch:
+    """Concatenate the tokens of several (C, T, H, W) latents of any sizes into one sequence.
+
+    `extras[i]` are clips appended to video i's segment (conditioning frames), each with the
+    time offset of its first token in video i's token grid (fractional offsets are allowed:
+    positions are rotary angles, not indices)."""
     if not latents:
         raise ValueError("pack needs at least one video")
+    if extras is not None and len(extras) != len(latents):
+        raise ValueError(f"{len(extras)} lists of extras for {len(latents)} videos")
     channels = latents[0].shape[0]
-    tokens, positions, segment_ids, grids, frames = [], [], [], [], []
+    tokens, positions, segment_ids, grids, frames, counts = [], [], [], [], [], []
     for index, latent in enumerate(latents):
         if latent.shape[0] != channels:
             raise ValueError(f"video {index} has {latent.shape[0]} channels, expected {channels}")
         seq, grid = patchify(latent, patch)
+        parts, places = [seq], [grid_positions(grid).to(latent.device)]
+        for extra, offset in extras[index] if extras is not None else []:
+            extra_seq, extra_grid = patchify(extra, patch)
+            if extra_grid[1:] != grid[1:]:
+                raise ValueError(f"an extra clip of video {index} has a {extra_grid[1:]} grid, the video {grid[1:]}")
+            place = grid_positions(extra_grid).to(latent.device)
+            place[:, 0] += offset
+            parts.append(extra_seq)
+            places.append(place)
+        seq = torch.cat(parts)
         tokens.append(seq)
-        positions.append(grid_positions(grid).to(latent.device))
+        positions.append(torch.cat(places))
         segment_ids.append(torch.full((seq.shape[0],), index, dtype=torch.long, device=latent.device))
         grids.append(grid)
         frames.append(latent.shape[1])
-    return PackedBatch(torch.cat(tokens), torch.cat(positions), torch.cat(segment_ids), grids, frames, patch, channels)
+        counts.append(seq.shape[0] - grid[0] * grid[1] * grid[2])
+    return PackedBatch(
+        torch.cat(tokens), torch.cat(positions), torch.cat(segment_ids), grids, frames, patch, channels, counts
+    )
 
 
 def unpack(tokens: Tensor, batch: PackedBatch) -> list[Tensor]:
-    """Split a packed (N, D) sequence back into each video's (C, T, H, W) latent."""
+    """Split a packed (N, D) sequence back into each video's (C, T, H, W) latent (extras dropped)."""
     videos = []
-    for seq, grid, frames in zip(tokens.split(batch.lengths), batch.grids, batch.frames):
-        videos.append(unpatchify(seq, grid, batch.patch, batch.channels, frames))
+    for seq, n, grid, frames in zip(tokens.split(batch.lengths), batch.video_lengths, batch.grids, batch.frames):
+        videos.append(unpatchify(seq[:n], grid, batch.patch, batch.channels, frames))
     return videos

@@ -21,6 +21,7 @@ import math
 import numbers
 import operator
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,12 +31,22 @@ import torch
 from torch import Tensor
 
 from .autoencoder import Autoencoder, load_model_autoencoder, tensor_to_frames
+from .conditioning import (
+    Condition,
+    ConditionLatent,
+    EditFrom,
+    Keyframes,
+    encode_clip,
+    extras_for,
+    fit_frames,
+    layout_length,
+)
 from .config import ModelConfig
 from .diffusion import Objective, flow_timesteps, resolution_shift
 from .errors import InvalidRequestError, VideoIOError
 from .model_folder import WEIGHTS_FILE, load_model_folder, load_weights_into
 from .outputs import check_output_file
-from .patches import PackedBatch, grid_positions, token_grid, unpack
+from .patches import pack, token_grid, unpack
 from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
 from .safety.watermark import MIN_SIDE as WATERMARK_MIN_SIDE
 from .sampling import SAMPLERS, classifier_free_guidance
@@ -261,18 +272,46 @@ class Pipeline:
         height: int = 64,
         width: int = 64,
         *,
+        conditions: Sequence[Condition] = (),
         steps: int = 25,
         guidance: float = 3.0,
         seed: int = 0,
         sampler: str = "euler",
         progress: bool = True,
     ) -> GeneratedVideo:
+        """Generate a video from a prompt, optionally conditioned on frames (`Keyframes`: an image
+        to animate, a clip to continue, the ends of a transition) or started from a video
+        (`EditFrom`: SDEdit). The helpers `animate`, `extend`, `loop`, `connect` and `edit` build
+        the conditions and put the given frames back, untouched, into what they return."""
         frames, height, width, steps, guidance, seed = self.validate(
             prompt, frames, height, width, steps, guidance, seed
         )
         if sampler not in SAMPLERS:
             raise InvalidRequestError(f"sampler {sampler!r} is not allowed; use one of {sorted(SAMPLERS)}")
+        keyframes, edit = check_conditions(conditions, frames, height, width)
         prompt_stage = check_prompt_allowed(prompt, self.safety)  # before any compute
+        keyframes, edit = self._review_inputs(keyframes, edit)  # the given frames too, before any compute
+        info = {
+            "model": self.name,
+            "weights_sha256": self.weights_sha256,
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": sampler,
+        }
+        if edit is not None and edit.strength == 0:  # the input, as it is
+            return GeneratedVideo(edit.frames, prompt, seed, info=info, safety=self.safety, prompt_stage=prompt_stage)
+        device = next(self.model.parameters()).device
+        tf = self.autoencoder.config.temporal_factor
+        encoded = [
+            ConditionLatent(encode_clip(self.autoencoder, k.frames[: layout_length(len(k.frames), tf)], device), k.at)
+            for k in keyframes
+        ]
+        start = None
+        if edit is not None:
+            # Repeat the last frame up to the causal layout that covers the request.
+            covering = self.autoencoder.frames_covering(frames)
+            padded = np.concatenate([edit.frames, edit.frames[-1:].repeat(covering - frames, axis=0)])
+            start = (encode_clip(self.autoencoder, padded, device), float(edit.strength))
         video = generate_video(
             self.model,
             self.autoencoder,
@@ -286,17 +325,187 @@ class Pipeline:
             seed=seed,
             sampler=sampler,
             progress=progress,
+            conditions=encoded,
+            start=start,
         )
-        info = {
-            "model": self.name,
-            "weights_sha256": self.weights_sha256,
-            "steps": steps,
-            "guidance": guidance,
-            "sampler": sampler,
-        }
         return GeneratedVideo(
             tensor_to_frames(video), prompt, seed, info=info, safety=self.safety, prompt_stage=prompt_stage
         )
+
+    def _review_inputs(
+        self, keyframes: list[Keyframes], edit: EditFrom | None
+    ) -> tuple[list[Keyframes], EditFrom | None]:
+        """Frame review of the frames a request is given (faces are refused, or blurred with the
+        blur action), before any compute: what goes in would come out."""
+        if not self.safety.frame_review:
+            return keyframes, edit
+        from .safety.frames import review_frames
+        from .safety.guard import SafetyBlockedError
+
+        def reviewed(frames: np.ndarray) -> np.ndarray:
+            review = review_frames(frames, every_k=self.safety.frame_review_every, action=self.safety.frame_action)
+            if not review.allowed:
+                labels = sorted({f.label for f in review.findings})
+                raise SafetyBlockedError(
+                    "frame_review",
+                    f"an input is refused by frame review ({', '.join(labels)} found); "
+                    "use --frame-action blur to blur faces instead",
+                )
+            return review.frames
+
+        keyframes = [Keyframes(reviewed(k.frames), k.at) for k in keyframes]
+        edit = EditFrom(reviewed(edit.frames), edit.strength) if edit is not None else None
+        return keyframes, edit
+
+    # --------------------------------------------------------------------------- helpers
+
+    def fit_image(self, image: np.ndarray, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """An image (H, W, 3) or frames (T, H, W, 3), scaled and centre-cropped to (height, width),
+        or without them to the allowed size nearest its own aspect ratio and area."""
+        frames = image[None] if image.ndim == 3 else image
+        if height is None or width is None:
+            h, w = frames.shape[1:3]
+            height, width = self.nearest_allowed_size(h, w)
+        return fit_frames(frames, height, width)
+
+    def nearest_allowed_size(self, height: int, width: int) -> tuple[int, int]:
+        """The allowed (height, width) nearest a picture's own: its aspect ratio, its area, on the grid."""
+        _, h, w = self.nearest_allowed(1, height, width)
+        return h, w
+
+    def animate(self, prompt: str, image: np.ndarray, frames: int = 16, **options) -> GeneratedVideo:
+        """Animate an image (H, W, 3) at the request's size: it is the first frame."""
+        image = _as_frames(image, "image")[:1]
+        height, width = image.shape[1:3]
+        video = self(prompt, frames, height, width, conditions=[Keyframes(image, 0)], **options)
+        video.frames = np.concatenate([image, video.frames[1:]])
+        video.info["mode"] = "animate"
+        return video
+
+    def extend(
+        self, prompt: str, video: np.ndarray, frames: int = 8, direction: str = "forward", **options
+    ) -> GeneratedVideo:
+        """`frames` new frames after (forward) or before (backward) a video; the result holds the
+        video's frames as they were, then (or preceded by) the new ones. The model sees the
+        video's last (first) frames, as many as fit beside the new ones in `max_frames`."""
+        video = _as_frames(video, "video")
+        if direction not in ("forward", "backward"):
+            raise InvalidRequestError(f"direction {direction!r} is not allowed; use forward or backward")
+        frames = _integer("frames", frames)
+        room = self.config.max_frames - frames
+        if frames < 1 or room < 1:
+            raise InvalidRequestError(
+                f"frames {frames} is not allowed; extend adds 1..{self.config.max_frames - 1} frames at a time"
+            )
+        context = layout_length(min(len(video), room), self.autoencoder.config.temporal_factor)
+        height, width = video.shape[1:3]
+        if direction == "forward":
+            made = self(prompt, context + frames, height, width, conditions=[Keyframes(video[-context:], 0)], **options)
+            made.frames = np.concatenate([video, made.frames[context:]])
+        else:
+            made = self(
+                prompt, frames + context, height, width, conditions=[Keyframes(video[:context], frames)], **options
+            )
+            made.frames = np.concatenate([made.frames[:frames], video])
+        made.info.update(mode=f"extend {direction}", context_frames=context)
+        return made
+
+    def loop(self, prompt: str, frames: int = 16, image: np.ndarray | None = None, **options) -> GeneratedVideo:
+        """A video whose last frame flows into its first: it starts and would end on the same frame
+        (the image, or one generated from the prompt first), which is shown once."""
+        height, width = options.pop("height", 64), options.pop("width", 64)
+        if image is None:
+            first = self(prompt, 1, height, width, **options).frames
+        else:
+            first = _as_frames(image, "image")[:1]
+            height, width = first.shape[1:3]
+        frames = _integer("frames", frames)
+        if not 2 <= frames <= self.config.max_frames - 1:
+            raise InvalidRequestError(f"frames {frames} is not allowed for a loop; use 2..{self.config.max_frames - 1}")
+        ends = [Keyframes(first, 0), Keyframes(first, frames)]
+        made = self(prompt, frames + 1, height, width, conditions=ends, **options)
+        made.frames = np.concatenate([first, made.frames[1:frames]])
+        made.info["mode"] = "loop"
+        return made
+
+    def connect(self, prompt: str, a: np.ndarray, b: np.ndarray, frames: int = 8, **options) -> GeneratedVideo:
+        """A transition of `frames` frames from where `a` ends to where `b` starts; the result is
+        a, the transition, b (images count as one-frame videos)."""
+        a, b = _as_frames(a, "first video"), _as_frames(b, "second video")
+        if a.shape[1:3] != b.shape[1:3]:
+            raise InvalidRequestError(
+                f"the two videos differ in size ({a.shape[2]}x{a.shape[1]} and {b.shape[2]}x{b.shape[1]})"
+            )
+        frames = _integer("frames", frames)
+        if not 1 <= frames <= self.config.max_frames - 2:
+            raise InvalidRequestError(
+                f"frames {frames} is not allowed for a transition; use 1..{self.config.max_frames - 2}"
+            )
+        height, width = a.shape[1:3]
+        ends = [Keyframes(a[-1:], 0), Keyframes(b[:1], frames + 1)]
+        made = self(prompt, frames + 2, height, width, conditions=ends, **options)
+        made.frames = np.concatenate([a, made.frames[1 : frames + 1], b])
+        made.info["mode"] = "connect"
+        return made
+
+    def edit(self, prompt: str, video: np.ndarray, strength: float = 0.6, **options) -> GeneratedVideo:
+        """SDEdit a video by a prompt: 0 returns it, 1 ignores it; 0.5-0.7 changes what the prompt
+        says and keeps the motion and layout."""
+        video = _as_frames(video, "video")
+        height, width = video.shape[1:3]
+        made = self(prompt, len(video), height, width, conditions=[EditFrom(video, strength)], **options)
+        made.info.update(mode="edit", strength=float(strength))
+        return made
+
+
+def _as_frames(value: np.ndarray, name: str) -> np.ndarray:
+    """An image (H, W, 3) or frames (T, H, W, 3) of uint8 as frames; one line otherwise."""
+    array = np.asarray(value)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] < 1 or array.dtype != np.uint8:
+        raise InvalidRequestError(
+            f"{name} must be uint8 frames (T, H, W, 3) or an image (H, W, 3), got {array.dtype} {tuple(array.shape)}"
+        )
+    return array
+
+
+def check_conditions(
+    conditions: Sequence[Condition], frames: int, height: int, width: int
+) -> tuple[list[Keyframes], EditFrom | None]:
+    """Refuse conditions that do not fit the request, in one line each."""
+    keyframes, edits = [], []
+    for condition in conditions:
+        if isinstance(condition, Keyframes):
+            clip = _as_frames(condition.frames, "keyframes")
+            at = _integer("keyframes at", condition.at)
+            if clip.shape[1:3] != (height, width):
+                raise InvalidRequestError(
+                    f"keyframes are {clip.shape[2]}x{clip.shape[1]}; the video is {width}x{height} (fit them first)"
+                )
+            if at < 0 or at + len(clip) > frames:
+                raise InvalidRequestError(
+                    f"keyframes of {len(clip)} frame(s) at frame {at} do not fit in a video of {frames} frames"
+                )
+            keyframes.append(Keyframes(clip, at))
+        elif isinstance(condition, EditFrom):
+            clip = _as_frames(condition.frames, "the video to edit")
+            strength = condition.strength
+            if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 <= strength <= 1:
+                raise InvalidRequestError(
+                    f"strength {strength} is not allowed; use 0..1 (0 keeps the video, 1 ignores it)"
+                )
+            if clip.shape[:3] != (frames, height, width):
+                raise InvalidRequestError(
+                    f"the video to edit is {len(clip)}x{clip.shape[2]}x{clip.shape[1]}; the request "
+                    f"{frames}x{width}x{height}"
+                )
+            edits.append(EditFrom(clip, float(strength)))
+        else:
+            raise InvalidRequestError(f"a condition must be Keyframes or EditFrom, got {type(condition).__name__}")
+    if len(edits) > 1:
+        raise InvalidRequestError("a request can start from one video (EditFrom), not several")
+    return keyframes, edits[0] if edits else None
 
 
 def tokens_for_size(config: ModelConfig, autoencoder: Autoencoder, frames: int, height: int, width: int) -> int:
@@ -321,44 +530,59 @@ def generate_video(
     seed: int = 0,
     sampler: str = "euler",
     progress: bool = False,
+    conditions: Sequence[ConditionLatent] = (),
+    start: tuple[Tensor, float] | None = None,
 ) -> Tensor:
-    """Sample one video; returns (3, frames, height, width) in [-1, 1]. No validation here."""
+    """Sample one video; returns (3, frames, height, width) in [-1, 1]. No validation here.
+
+    `conditions` are clips encoded on their own, given to the model as clean extra tokens at
+    their frames (cinecube/conditioning.py). `start` = (latent (C, T', H', W'), strength) makes
+    it SDEdit: sampling starts from that latent noised to t = strength instead of from noise."""
     cfg = model.config
     device = next(model.parameters()).device
     objective = Objective(cfg.diffusion)
     s = autoencoder.config.spatial_factor
     # A causal autoencoder decodes 1 + tf*k frames: make the fewest that cover the request.
     latent_frames = autoencoder.latent_frames_covering(frames)
-    grid = token_grid((latent_frames, height // s, width // s), cfg.patch_size)
-    n = grid[0] * grid[1] * grid[2]
+    shape = (cfg.latent_channels, latent_frames, height // s, width // s)
+    packed = pack([torch.zeros(shape, device=device)], cfg.patch_size, extras=[extras_for(list(conditions), cfg)])
+    n, total = packed.video_lengths[0], packed.lengths[0]  # the video's own tokens; with its conditions
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(n, cfg.patch_dim, generator=generator).to(device)  # (N, P) iid, like training
+    is_condition = packed.is_extra  # (total,)
+    timesteps = flow_timesteps(steps, resolution_shift(n, cfg.diffusion))
+    if start is not None:
+        # SDEdit (Meng et al. 2022): the video's own latent, noised along the flow path to t = strength,
+        # then denoised from there over the same schedule scaled to [0, strength].
+        start_latent, strength = start
+        clean = pack([start_latent.to(device)], cfg.patch_size).tokens
+        noise = (1 - strength) * clean + strength * noise
+        timesteps = timesteps * strength
+    state = torch.cat([noise, packed.tokens[n:]])  # (total, P): noisy video tokens, then clean conditions
 
     guided = guidance != 1.0
     prompts = [prompt, ""] if guided else [prompt]
     text, text_mask = text_encoder.encode(prompts)
     text, text_mask = text.to(device), text_mask.to(device)
     copies = len(prompts)
-    positions = grid_positions(grid).to(device).repeat(copies, 1)
-    segment_ids = torch.arange(copies, device=device).repeat_interleave(n)
+    positions = packed.positions.to(device).repeat(copies, 1)
+    segment_ids = torch.arange(copies, device=device).repeat_interleave(total)
 
     def velocity(z: Tensor, t: Tensor) -> Tensor:
-        # One batched forward pass for all prompts: the same noisy tokens go in once per
-        # prompt (conditional, unconditional); each copy's output is converted to velocity.
+        # One batched forward pass for all prompts: the same tokens go in once per prompt
+        # (conditional, unconditional; both see the conditions); each copy's output is
+        # converted to velocity.
         x_in, t_in = objective.model_input(z, t)
         out = model(
             x_in.repeat(copies, 1), positions, segment_ids, t_in.repeat(copies, 1)[:, 0], text, text_mask
-        )  # (copies * N, P)
-        v = objective.velocity_from_output(out[:n], z, t)
+        )  # (copies * total, P)
+        v = objective.velocity_from_output(out[:total], z, t)
         if guided:
-            v_uncond = objective.velocity_from_output(out[n:], z, t)
+            v_uncond = objective.velocity_from_output(out[total:], z, t)
             v = classifier_free_guidance(v, v_uncond, guidance)
         return v
 
-    timesteps = flow_timesteps(steps, resolution_shift(n, cfg.diffusion))
-    tokens = SAMPLERS[sampler](velocity, noise, timesteps, progress=progress)
-    batch = PackedBatch(
-        tokens, positions[:n], segment_ids[:n], [grid], [latent_frames], cfg.patch_size, cfg.latent_channels
-    )
-    latent = unpack(tokens, batch)[0]
+    cond = {"cond_mask": is_condition, "cond_value": state} if conditions else {}
+    tokens = SAMPLERS[sampler](velocity, state, timesteps, progress=progress, **cond)
+    latent = unpack(tokens, packed)[0]
     return autoencoder.decode(latent)[:, :frames]

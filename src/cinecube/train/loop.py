@@ -39,7 +39,9 @@ from ..autoencoder import (
     load_autoencoder,
     load_model_autoencoder,
     save_autoencoder,
+    tensor_to_frames,
 )
+from ..conditioning import ConditionLatent, draw_condition_spans, draw_kind, encode_clip, extras_for
 from ..config import ModelConfig, TrainConfig
 from ..diffusion import Objective
 from ..errors import CheckpointError, CinecubeError
@@ -462,10 +464,15 @@ def _loss_for_batch(
     device: torch.device,
     use_bf16: bool,
 ) -> tuple[Tensor, int]:
-    """Pack a list of captioned videos and return the mean loss over their tokens."""
+    """Pack a list of captioned videos and return the mean loss over their tokens.
+
+    A share of the videos (`train.conditioning`) is conditioned on some of its own frames: those
+    come as extra clean tokens (see cinecube/conditioning.py) and the loss is taken on the
+    videos' own tokens only, so the model learns to continue, join and animate what it is given."""
     cfg = model.config
     generator = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
     rng = np.random.default_rng([train.seed, step, 11])
+    condition_rng = np.random.default_rng([train.seed, step, 13])
     with torch.no_grad():
         # Cached latents (data/latents.py) come encoded; rendered videos are encoded here.
         latents = [
@@ -474,22 +481,54 @@ def _loss_for_batch(
             else autoencoder.encode(frames_to_tensor(item.video).to(device))
             for item in batch
         ]
-        packed = pack(latents, cfg.patch_size)
+        conditions = [
+            _draw_conditions(item, latent, autoencoder, train, condition_rng, device)
+            for item, latent in zip(batch, latents)
+        ]
+        packed = pack(latents, cfg.patch_size, extras=[extras_for(c, cfg) for c in conditions])
         # Caption dropout: the empty prompt is the unconditional input for guidance.
         captions = [("" if rng.random() < train.caption_dropout else item.caption) for item in batch]
         text, text_mask = text_encoder.encode(captions)
         text, text_mask = text.to(device), text_mask.to(device)
 
-    lengths = torch.tensor(packed.lengths)
-    t_video = objective.sample_timesteps(lengths, generator)  # (S,)
-    t = t_video.repeat_interleave(lengths)[:, None].to(device)  # (N, 1)
+    # One t per video (shifted by its own token count), the same on all its generated tokens;
+    # conditioning tokens get `condition_noise` (0: clean).
+    t_video = objective.sample_timesteps(torch.tensor(packed.video_lengths), generator)  # (S,)
+    t = t_video.repeat_interleave(torch.tensor(packed.lengths))[:, None].to(device)  # (N, 1)
+    is_extra = packed.is_extra
+    t = t.masked_fill(is_extra[:, None], train.condition_noise)
     x0 = packed.tokens
     noise = torch.randn(x0.shape, generator=generator).to(device)
     x_t = objective.noisy(x0, noise, t)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         output = model(x_t, packed.positions, packed.segment_ids, t[:, 0], text, text_mask)
-    loss = objective.loss(output.float(), x0, noise, x_t, t).mean()
-    return loss, int(x0.shape[0])
+    generated = ~is_extra
+    loss = objective.loss(output.float()[generated], x0[generated], noise[generated], x_t[generated], t[generated])
+    return loss.mean(), int(generated.sum())
+
+
+def _draw_conditions(item, latent: Tensor, autoencoder, train: TrainConfig, rng: np.random.Generator, device):
+    """The conditions of one training video (most get none): clips of its own frames, each
+    encoded on its own as it would be at generation time."""
+    kind = draw_kind(train.conditioning, rng)
+    if kind is None:
+        return []
+    tf = autoencoder.config.temporal_factor
+    frames = autoencoder.pixel_frames(latent.shape[1])
+    pixels = None
+    conditions = []
+    for start, length in draw_condition_spans(kind, frames, tf, rng):
+        if start == 0:
+            # A clip from frame 0 is encoded exactly as the video's own first latent frames
+            # are (the code is causal), so those are its encoding on its own.
+            conditions.append(ConditionLatent(latent[:, : autoencoder.latent_frames(length)], 0))
+            continue
+        if pixels is None:
+            # Rendered videos have their pixels; a cached latent is decoded (the frames of a
+            # condition are then the autoencoder's reconstruction, as a user's video's are).
+            pixels = item.video if hasattr(item, "video") else tensor_to_frames(autoencoder.decode(latent))
+        conditions.append(ConditionLatent(encode_clip(autoencoder, pixels[start : start + length], device), start))
+    return conditions
 
 
 # ------------------------------------------------------------------------------ checkpoint
