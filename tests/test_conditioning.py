@@ -215,3 +215,38 @@ def test_the_default_training_mix_is_valid_and_a_bad_one_is_refused():
         dataclasses.replace(TRAIN_PRESETS["tiny"], conditioning=(("sideways", 0.5),))
     with pytest.raises(InvalidRequestError, match="conditioning"):
         dataclasses.replace(TRAIN_PRESETS["tiny"], conditioning=(("first_frame", 0.8), ("last_frame", 0.4)))
+
+
+def test_the_commands_write_what_the_helpers_make(tiny_run, tmp_path, capsys):
+    from cinecube.cli import main
+    from cinecube.video_io import read_video, write_video
+
+    video, image = tmp_path / "in.mp4", tmp_path / "in.png"
+    frames = _shapes(5)
+    write_video(video, frames, fps=12)
+    write_video(image, _shapes(1, 40, 56), fps=1)
+    common = ["--model", tiny_run, "--steps", "2"]
+    runs = [
+        (["generate", "a red circle", "--image", image, "--frames", "4", *common], (4, 40, 56), "animate"),
+        (
+            ["generate", "a red circle", "--image", image, "--height", "32", "--width", "32", "--frames", "4", *common],
+            (4, 32, 32),
+            "animate",
+        ),
+        (
+            ["generate", "a red circle", "--loop", "--frames", "6", "--height", "32", "--width", "32", *common],
+            (6, 32, 32),
+            "loop",
+        ),
+        (["extend", video, "a red circle", "--frames", "3", *common], (8, 32, 32), "extend forward"),
+        (["connect", video, video, "a red circle", "--frames", "2", *common], (12, 32, 32), "connect"),
+        (["edit", video, "a blue circle", "--strength", "0.5", *common], (5, 32, 32), "edit"),
+    ]
+    for i, (args, shape, mode) in enumerate(runs):
+        out = tmp_path / f"out{i}.mp4"
+        assert main([str(a) for a in [*args, "-o", out]]) == 0, capsys.readouterr().err
+        printed = capsys.readouterr()
+        made, fps = read_video(out)
+        assert made.shape[:3] == shape and f"({mode})" in printed.out
+        if args[0] in ("extend", "connect", "edit"):
+            assert fps == pytest.approx(12)  # the input's rate

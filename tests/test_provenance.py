@@ -1,6 +1,7 @@
 """C2PA signing and reading: states, tampering, stripping, keys and atomic in-place signing."""
 
 import hashlib
+import json
 import multiprocessing
 import os
 import stat
@@ -14,6 +15,7 @@ from cinecube.errors import CinecubeError
 from cinecube.safety import provenance
 from cinecube.safety.provenance import (
     WATERMARK_ALG,
+    Ingredient,
     ProvenanceError,
     SigningIdentity,
     default_config_dir,
@@ -439,3 +441,139 @@ def test_signing_keeps_the_file_mode(tmp_path, claims):
     os.chmod(path, 0o640)
     sign_media(path, claims, PAYLOAD)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs recorded as ingredients
+# ---------------------------------------------------------------------------------------------
+
+CHILD_PROMPT = "the red cube keeps spinning, then rolls off the floor"
+
+
+def _child_claims(claims):
+    return {**claims, "prompt_sha256": hashlib.sha256(CHILD_PROMPT.encode()).hexdigest(), "seed": 99}
+
+
+def _by_title(ingredients):
+    return {i.title: i for i in ingredients}
+
+
+def test_inputs_are_recorded_as_ingredients_with_their_history(tmp_path, claims):
+    """An unsigned image is placed, a signed cinecube video is the parent, and its manifest rides along."""
+    parent = _signed(tmp_path, ".mp4", claims)
+    parent_bytes = parent.read_bytes()
+    still = write_video(tmp_path / "still.png", _frames(t=1, seed=3), fps=8.0)
+    child = write_video(tmp_path / "extended.mp4", _frames(seed=1), fps=8.0)
+    child_claims = _child_claims(claims)
+    sign_media(
+        child,
+        child_claims,
+        PAYLOAD,
+        ingredients=[Ingredient(still, "componentOf"), Ingredient(str(parent), "parentOf")],
+    )
+    assert parent.read_bytes() == parent_bytes  # inputs are only read
+
+    report = read_provenance(child)
+    assert report.state == "Trusted" and report.errors == []  # the child reads as before
+    assert report.claims == child_claims and report.soft_binding == PAYLOAD
+    assert report.digital_source_type.endswith("/trainedAlgorithmicMedia")  # on c2pa.edited
+    found = _by_title(report.ingredients)
+    assert set(found) == {"still.png", "clip.mp4"}
+
+    image = found["still.png"]
+    assert (image.relationship, image.format, image.actions) == ("componentOf", "image/png", ["c2pa.placed"])
+    assert not image.has_manifest and image.state == "NoManifest" and image.claims is None
+    assert image.sha256 == hashlib.sha256(still.read_bytes()).hexdigest()
+
+    video = found["clip.mp4"]
+    assert video.relationship == "parentOf" and video.actions == ["c2pa.opened", "c2pa.edited"]
+    assert video.has_manifest and video.state == "Trusted" and video.errors == []
+    assert video.claims == claims and video.signer == report.signer
+    assert video.claims["prompt_sha256"] == hashlib.sha256(PROMPT.encode()).hexdigest()
+    assert video.claims["model"] == "cinecube-small" and video.sha256 == hashlib.sha256(parent_bytes).hexdigest()
+    assert PROMPT.encode() not in child.read_bytes() and CHILD_PROMPT.encode() not in child.read_bytes()
+
+    # The report travels as JSON (cinecube verify --json), and trust is judged at reading time.
+    as_json = json.loads(json.dumps(report.to_dict()))
+    assert [i["relationship"] for i in as_json["ingredients"]] == [i.relationship for i in report.ingredients]
+    nobody = _by_title(read_provenance(child, trust_anchors_pem="").ingredients)["clip.mp4"]
+    assert nobody.state == "Valid" and nobody.errors == ["signingCredential.untrusted"]
+
+    # Extending the extended video keeps the whole chain.
+    grandchild = write_video(tmp_path / "again.mp4", _frames(seed=2), fps=8.0)
+    sign_media(grandchild, claims, None, ingredients=[Ingredient(child, "parentOf")])
+    chain = read_provenance(grandchild)
+    assert chain.state == "Trusted" and [i.title for i in chain.ingredients] == ["extended.mp4"]
+    middle = chain.ingredients[0]
+    assert middle.state == "Trusted" and middle.claims == child_claims
+    assert _by_title(middle.ingredients)["clip.mp4"].claims == claims
+
+
+def test_foreign_tampered_and_broken_inputs_do_not_stop_signing(tmp_path, claims):
+    other = SigningIdentity.load_or_create(tmp_path / "other-installation")
+    foreign = _media(tmp_path, ".mp4").rename(tmp_path / "foreign.mp4")
+    sign_media(foreign, claims, PAYLOAD, identity=other)
+    good = _signed(tmp_path, ".mp4", claims).read_bytes()
+    tampered = tmp_path / "tampered.mp4"
+    tampered.write_bytes(good.replace(b"cinecube-small", b"cinecube-large"))
+    broken = tmp_path / "broken.mp4"
+    jumbf = good.index(b"jumb")
+    broken.write_bytes(good[:jumbf] + b"XXXX" + good[jumbf + 4 :])  # the manifest store no longer parses
+    assert read_provenance(broken).state == "Unreadable" and read_provenance(tampered).state == "Invalid"
+    odd = tmp_path / "photo.bmp"  # a format the C2PA library does not know: recorded all the same
+    odd.write_bytes(b"BM" + bytes(64))
+
+    child = write_video(tmp_path / "transition.mp4", _frames(seed=1), fps=8.0)
+    inputs = [Ingredient(p, "componentOf") for p in (foreign, tampered, broken, odd)]
+    sign_media(child, claims, PAYLOAD, ingredients=inputs)
+
+    report = read_provenance(child)
+    assert report.state == "Trusted" and report.errors == []  # an input's problems stay with the input
+    assert report.digital_source_type.endswith("/trainedAlgorithmicMedia")  # no parent: c2pa.created
+    found = _by_title(report.ingredients)
+    assert set(found) == {"foreign.mp4", "tampered.mp4", "broken.mp4", "photo.bmp"}
+    assert all(i.actions == ["c2pa.placed"] and i.relationship == "componentOf" for i in report.ingredients)
+    assert found["foreign.mp4"].state == "Valid" and found["foreign.mp4"].errors == ["signingCredential.untrusted"]
+    assert (
+        found["foreign.mp4"].signer.startswith("CN=cinecube signer ") and found["foreign.mp4"].signer != report.signer
+    )
+    assert found["tampered.mp4"].state == "Invalid" and "assertion.hashedURI.mismatch" in found["tampered.mp4"].errors
+    assert found["tampered.mp4"].claims["model"] == "cinecube-large"  # recorded, but not to be believed
+    unreadable = found["broken.mp4"]
+    assert unreadable.state == "Unreadable" and not unreadable.has_manifest
+    assert len(unreadable.errors) == 1 and "JUMBF" in unreadable.errors[0]
+    assert unreadable.sha256 == hashlib.sha256(broken.read_bytes()).hexdigest()
+    assert found["photo.bmp"].state == "NoManifest" and found["photo.bmp"].format == "image/bmp"
+    # The foreign input reads Trusted for whoever trusts its signer.
+    theirs = read_provenance(child, trust_anchors_pem=other.trust_anchor_pem.decode())
+    assert theirs.state == "Valid" and _by_title(theirs.ingredients)["foreign.mp4"].state == "Trusted"
+
+
+def test_bad_ingredients_are_refused_before_anything_is_written(tmp_path, claims, config_dir):
+    path = _media(tmp_path, ".mp4")
+    original = path.read_bytes()
+    still = write_video(tmp_path / "still.png", _frames(t=1), fps=8.0)
+    missing = tmp_path / "nowhere" / "input.png"
+    with pytest.raises(ProvenanceError) as refused:
+        sign_media(
+            path, claims, PAYLOAD, ingredients=[Ingredient(still, "componentOf"), Ingredient(missing, "parentOf")]
+        )
+    message = str(refused.value)
+    assert "\n" not in message and f"ingredient '{missing}': no such file" in message
+    with pytest.raises(ProvenanceError, match="it is a folder, not a file"):
+        sign_media(path, claims, PAYLOAD, ingredients=[Ingredient(tmp_path, "parentOf")])
+    with pytest.raises(ProvenanceError, match="at most one parentOf"):
+        sign_media(path, claims, PAYLOAD, ingredients=[Ingredient(still, "parentOf"), Ingredient(path, "parentOf")])
+    with pytest.raises(ProvenanceError, match="must be a sequence of Ingredient"):
+        sign_media(path, claims, PAYLOAD, ingredients=Ingredient(still, "parentOf"))
+    with pytest.raises(ProvenanceError, match="must be Ingredient objects, got PosixPath"):
+        sign_media(path, claims, PAYLOAD, ingredients=[still])
+    assert path.read_bytes() == original and _leftovers(tmp_path) == []
+    assert not config_dir.exists()  # not even a signing key was made
+
+    with pytest.raises(ProvenanceError, match="relationship must be one of parentOf, componentOf"):
+        Ingredient(still, "inputTo")
+    with pytest.raises(ProvenanceError, match="a componentOf ingredient is recorded with c2pa.placed"):
+        Ingredient(still, "componentOf", "c2pa.opened")
+    assert Ingredient(still, "parentOf").action == "c2pa.edited"
+    assert Ingredient(still, "componentOf").action == "c2pa.placed"

@@ -103,6 +103,32 @@ CASES = {
         bad=[["--fps", "0"], ["--seed", str(2**70)], ["--height", "30"]],
         fail=("cinecube.safety.provenance", "sign_media"),
     ),
+    ("extend",): dict(
+        kind="file",
+        name="longer.mp4",
+        argv=lambda c, out: (
+            ["extend", c["video"], "a red circle", "--model", c["run"], "--frames", "2"] + ["--steps", "2", "-o", out]
+        ),
+        bad=[["--direction", "sideways"], ["--frames", "0"]],
+        fail=("cinecube.safety.provenance", "sign_media"),
+    ),
+    ("connect",): dict(
+        kind="file",
+        name="joined.mp4",
+        argv=lambda c, out: (
+            ["connect", c["video"], c["video"], "a red circle", "--model", c["run"], "--frames", "2"]
+            + ["--steps", "2", "-o", out]
+        ),
+        bad=[["--frames", "-3"]],
+        fail=("cinecube.safety.provenance", "sign_media"),
+    ),
+    ("edit",): dict(
+        kind="file",
+        name="edited.mp4",
+        argv=lambda c, out: ["edit", c["video"], "a blue circle", "--model", c["run"], "--steps", "2", "-o", out],
+        bad=[["--strength", "1.5"], ["--strength", "nan"]],
+        fail=("cinecube.safety.provenance", "sign_media"),
+    ),
     ("export",): dict(
         kind="folder",
         name="export",

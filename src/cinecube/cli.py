@@ -28,7 +28,17 @@ from .errors import CinecubeError
 # The modules of cinecube.commands, in the order `cinecube --help` lists their commands. Each
 # defines `register(commands, eval_commands)`, adding its parsers to `cinecube ...` and/or to
 # `cinecube eval ...`.
-COMMAND_MODULES = ("generate", "train", "export", "evaluation", "verify", "footage", "autoencoder_training", "detector")
+COMMAND_MODULES = (
+    "generate",
+    "prompting",
+    "train",
+    "export",
+    "evaluation",
+    "verify",
+    "footage",
+    "autoencoder_training",
+    "detector",
+)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -83,15 +83,24 @@ class GeneratedVideo:
     prompt_stage: dict | None = None  # the prompt policy's decision, taken before generating
     published: PublishResult | None = None
 
-    def save(self, path: str | os.PathLike, *, published_as: str | os.PathLike | None = None) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        published_as: str | os.PathLike | None = None,
+        inputs: Sequence[tuple[str | os.PathLike, str]] = (),
+    ) -> Path:
         """Review, watermark, write, sign and log; returns the path. Raises if a stage refuses.
 
         A file already at `path` is replaced, once every stage has passed (the command line
         asks for --force first); on any failure it stays as it was. `published_as`: where the
-        caller will move the file (from a staged folder), for the audit record."""
+        caller will move the file (from a staged folder), for the audit record. `inputs`: the
+        files the video was made from, as (path, relationship: "parentOf" for the video it
+        extends or edits, "componentOf" for an image or clip placed in it), recorded in its
+        C2PA manifest as ingredients."""
         check_output_path(path, self.frames.shape[0], force=True)
         check_fps(self.fps)
-        generation = {k: self.info[k] for k in ("steps", "guidance", "sampler") if k in self.info}
+        generation = {k: self.info[k] for k in ("steps", "guidance", "sampler", "mode", "strength") if k in self.info}
         self.published = publish(
             self.frames,
             path,
@@ -104,6 +113,7 @@ class GeneratedVideo:
             settings=self.safety,
             prompt_stage=self.prompt_stage,
             published_as=published_as,
+            inputs=inputs,
         )
         return self.published.path
 

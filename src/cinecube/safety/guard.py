@@ -25,6 +25,7 @@ import contextlib
 import os
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,7 @@ def publish(
     prompt_stage: dict[str, Any] | None = None,
     request_id: str | None = None,
     published_as: str | os.PathLike | None = None,
+    inputs: Sequence[tuple[str | os.PathLike, str]] = (),
 ) -> PublishResult:
     """Run frames (T, H, W, 3) uint8 through review, watermark, write, sign; log; publish.
 
@@ -251,6 +253,8 @@ def publish(
     `prompt_stage` is the prompt policy's decision if the caller checked it before generating;
     otherwise the policy runs here. `published_as` is where the file will end up when the
     caller writes into a staged folder it publishes later (the audit records that path).
+    `inputs` ((path, relationship) of the files the frames were made from) go into the manifest
+    as ingredients and into the audit record.
     """
     from ..video_io import write_video
 
@@ -258,6 +262,8 @@ def publish(
     target = Path(path)
     stages = [prompt_stage or check_prompt_allowed(prompt, settings, request_id)]
     record = _base_record(request_id, prompt, settings)
+    if inputs:
+        record["inputs"] = [{"path": str(Path(p).resolve()), "relationship": r} for p, r in inputs]
     clean_stale_temporaries(target.parent)
     tmp = temporary_path(target)
     published = False

@@ -9,7 +9,11 @@ A manifest says, in a form any C2PA reader can check:
 - ``c2pa.soft-binding``: the payload of the invisible watermark, so that a copy whose
   manifest was stripped (any remux or re-encode drops it) can be tied back to it;
 - a hard binding (a hash of the media bytes) added by the C2PA library, so that any change
-  to the pixels, the assertions or the file's length makes the manifest read ``Invalid``.
+  to the pixels, the assertions or the file's length makes the manifest read ``Invalid``;
+- for outputs made from input media (an animated image, an extended, connected, edited or
+  reconstructed video), one C2PA ingredient per input (``Ingredient``): its file name, format,
+  SHA-256 and relationship, with the input's own manifest embedded when it carries one, so
+  that the history of a cinecube video survives extending or editing it.
 
 Signing keys. Each installation gets its own identity on first use: a local root CA and a
 leaf certificate it signs (P-256, PKCS#8 key), written as one 0600 file in the user's config
@@ -34,6 +38,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,16 @@ MIME_TYPES = {
 
 # Claims every generation assertion must carry; the others (size, frames, steps, ...) are free.
 REQUIRED_CLAIMS = ("model", "checkpoint_sha256", "prompt_sha256", "seed")
+
+TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+# How an input was used, and the action recorded for it, by C2PA ingredient relationship:
+# "parentOf" is the one asset an output was edited from (edit, extend, reconstruct), recorded
+# as c2pa.opened (added by the C2PA library, which the spec requires first) then c2pa.edited;
+# "componentOf" is an input placed in a new work (an animated image, the clips of a
+# transition), recorded as c2pa.placed.
+INGREDIENT_ACTIONS = {"parentOf": ("c2pa.edited",), "componentOf": ("c2pa.placed",)}
+INGREDIENT_SHA256_KEY = "org.cinecube.sha256"  # ingredient metadata: the input file's SHA-256
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEX_RE = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
@@ -508,6 +523,184 @@ def _manifest(title: str, claims: dict[str, Any], payload_hex: str | None, alg: 
 
 
 # --------------------------------------------------------------------------------------------
+# Ingredients: the input media an output was made from
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingredient:
+    """An input image or video an output was made from, to record in the output's manifest.
+
+    path: the input file as the user gave it. relationship: "parentOf" for the one input the
+    output was edited, extended or reconstructed from, "componentOf" for inputs placed in a
+    new work (an animated image, the two clips of a transition). action: the C2PA action to
+    record for it, one of INGREDIENT_ACTIONS[relationship]; None means the first of them
+    ("c2pa.edited" for a parent, "c2pa.placed" for a component).
+    """
+
+    path: str | os.PathLike
+    relationship: str
+    action: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.relationship not in INGREDIENT_ACTIONS:
+            raise ProvenanceError(
+                f"ingredient '{os.fspath(self.path)}': relationship must be one of "
+                f"{', '.join(INGREDIENT_ACTIONS)}, got {self.relationship!r:.80}"
+            )
+        allowed = INGREDIENT_ACTIONS[self.relationship]
+        if self.action is None:
+            object.__setattr__(self, "action", allowed[0])
+        elif self.action not in allowed:
+            raise ProvenanceError(
+                f"ingredient '{os.fspath(self.path)}': a {self.relationship} ingredient is recorded with "
+                f"{' or '.join(allowed)}, not {self.action!r:.80}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class _PreparedIngredient:
+    ingredient: Ingredient
+    path: Path
+    label: str  # pairs the ingredient with its actions while building; the library renames it
+    mime: str
+    sha256: str
+
+    def definition(self) -> dict[str, Any]:
+        # The title is the file name only: the folders it came from may name the user.
+        return {
+            "title": self.path.name,
+            "format": self.mime,
+            "relationship": self.ingredient.relationship,
+            "label": self.label,
+            "metadata": {INGREDIENT_SHA256_KEY: self.sha256},
+        }
+
+
+def _prepare_ingredients(ingredients: Sequence[Ingredient], target: Path) -> list[_PreparedIngredient]:
+    """Check every ingredient and hash its file, before anything is written."""
+    import hashlib
+    import mimetypes
+
+    if isinstance(ingredients, (str, bytes, os.PathLike, Ingredient)):
+        raise ProvenanceError(f"cannot sign '{target}': ingredients must be a sequence of Ingredient")
+    prepared = []
+    for index, ingredient in enumerate(ingredients):
+        if not isinstance(ingredient, Ingredient):
+            raise ProvenanceError(
+                f"cannot sign '{target}': ingredients must be Ingredient objects, got {type(ingredient).__name__}"
+            )
+        given = os.fspath(ingredient.path)
+        path = Path(given)
+        if not path.is_file():
+            problem = "it is a folder, not a file" if path.is_dir() else "no such file"
+            raise ProvenanceError(f"cannot sign '{target}': ingredient '{given}': {problem}")
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as exc:
+            raise ProvenanceError(f"cannot sign '{target}': ingredient '{given}': {_one_line(exc)}") from exc
+        mime = MIME_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        prepared.append(_PreparedIngredient(ingredient, path, f"ingredient-{index}", mime, digest))
+    parents = [p.path.name for p in prepared if p.ingredient.relationship == "parentOf"]
+    if len(parents) > 1:
+        raise ProvenanceError(
+            f"cannot sign '{target}': an output has at most one parentOf ingredient, got {len(parents)} "
+            f"({', '.join(parents)}); record the others as componentOf"
+        )
+    return prepared
+
+
+class _UnreadableIngredient(Exception):
+    def __init__(self, index: int, reason: str):
+        super().__init__(reason)
+        self.index, self.reason = index, reason
+
+
+def _new_builder(
+    manifest: dict[str, Any],
+    context: Any,
+    prepared: list[_PreparedIngredient],
+    unreadable: dict[int, str],
+) -> Any:
+    """A c2pa.Builder for the manifest, with its ingredients and the actions that use them.
+
+    Each ingredient is added from its file, so the library records its format and, when the
+    file carries a manifest, embeds that manifest with its validation results (a format the
+    library does not know is recorded as an input without a manifest). Ingredients in
+    ``unreadable`` (index -> the library's reason) are recorded from their description alone,
+    their manifest marked as failed; raises _UnreadableIngredient for the first other one the
+    library cannot read.
+
+    Intent: with no parent the output is created (c2pa.created, trainedAlgorithmicMedia, as
+    for every generated output) and its inputs placed in it. An output with a parentOf
+    ingredient cannot say c2pa.created: the C2PA spec reserves that for assets without a
+    parent, and the library refuses a parent under the create intent. It gets the edit
+    intent instead (c2pa.opened of the parent, added by the library as the spec requires),
+    then c2pa.edited of the parent with digitalSourceType trainedAlgorithmicMedia: the model
+    made the new content. Both forms read Trusted under the library's validation.
+    """
+    import c2pa
+
+    described = []
+    for index, reason in unreadable.items():
+        # The spec's catch-all failure code, with the library's reason as the explanation.
+        failure = {"code": "general.error", "explanation": f"ingredient manifest unreadable: {reason}"}
+        results = {"activeManifest": {"success": [], "informational": [], "failure": [failure]}}
+        described.append({**prepared[index].definition(), "validation_results": results})
+    builder = c2pa.Builder({**manifest, "ingredients": described} if described else manifest, context)
+    try:
+        parent = next((p for p in prepared if p.ingredient.relationship == "parentOf"), None)
+        if parent is None:
+            builder.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.TRAINED_ALGORITHMIC_MEDIA)
+        else:
+            builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+        for index, item in enumerate(prepared):
+            if index in unreadable:
+                continue
+            with open(item.path, "rb") as f:
+                try:
+                    builder.add_ingredient(item.definition(), item.mime, f)
+                except c2pa.C2paError as exc:
+                    raise _UnreadableIngredient(index, _one_line(exc)) from exc
+        for item in prepared:
+            action: dict[str, Any] = {"action": item.ingredient.action, "parameters": {"ingredientIds": [item.label]}}
+            if item is parent:
+                action["digitalSourceType"] = TRAINED_ALGORITHMIC_MEDIA
+            builder.add_action(action)
+    except BaseException:
+        builder.close()
+        raise
+    return builder
+
+
+def _builder_with_ingredients(manifest: dict[str, Any], context: Any, prepared: list[_PreparedIngredient]) -> Any:
+    """_new_builder, recording inputs whose manifest the library cannot read without it.
+
+    A broken manifest on an input must not stop the output from being signed: such an input
+    is still an ingredient (title, format, SHA-256), with the library's reason as the failure
+    of its manifest's validation.
+    """
+    unreadable: dict[int, str] = {}
+    while True:  # each round adds one index, so this ends
+        try:
+            return _new_builder(manifest, context, prepared, unreadable)
+        except _UnreadableIngredient as exc:
+            unreadable[exc.index] = exc.reason
+
+
+def _signing_trust_anchors(identity: SigningIdentity) -> str | None:
+    """The anchors the signer checks ingredient manifests against: its own root and this installation's."""
+    pems = []
+    with contextlib.suppress(ProvenanceError):
+        pems.append(local_trust_anchor_pem())
+    if identity.trust_anchor_pem is not None:
+        pems.append(identity.trust_anchor_pem.decode("ascii"))
+    unique = list(dict.fromkeys(p for p in pems if p))
+    return "".join(unique) or None
+
+
+# --------------------------------------------------------------------------------------------
 # Signing
 # --------------------------------------------------------------------------------------------
 
@@ -520,6 +713,7 @@ def sign_media(
     *,
     watermark_alg: str = WATERMARK_ALG,
     title: str | None = None,
+    ingredients: Sequence[Ingredient] = (),
 ) -> None:
     """Sign a freshly written mp4 / gif / png in place with a C2PA manifest.
 
@@ -529,6 +723,13 @@ def sign_media(
     refused (re-signing would replace the first record). ``identity`` defaults to this
     installation's (created on first use). ``title`` names the asset in the manifest (default:
     the file name; pass the final name when signing a temporary file before renaming it).
+
+    ``ingredients``: the input images and videos the output was made from (see Ingredient).
+    Each is recorded with its relationship and action; an input that carries a manifest (a
+    cinecube output, or anyone's) has that manifest embedded, so its history stays readable
+    through the output's. Inputs without a manifest are recorded by name, format and SHA-256,
+    and an input whose manifest is broken does not stop the signing (it is recorded as
+    unreadable). A missing ingredient file is refused before anything is written.
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -545,6 +746,7 @@ def sign_media(
                 f"watermark payload must be a non-empty hex string of whole bytes, got {watermark_payload_hex!r:.80}"
             )
         watermark_payload_hex = watermark_payload_hex.lower()
+    prepared = _prepare_ingredients(ingredients, target)
     if identity is None:
         identity = SigningIdentity.load_or_create()
 
@@ -569,10 +771,17 @@ def sign_media(
         with os.fdopen(fd, "w+b") as dst, open(target, "rb") as src:
             # No thumbnail: it would copy the picture into the manifest (a GIF grew 15x and
             # took seconds to sign), and the media itself is right there.
-            settings = c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}})
-            builder = c2pa.Builder(manifest, c2pa.Context(settings=settings))
-            builder.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.TRAINED_ALGORITHMIC_MEDIA)
-            builder.sign(identity.signer(), MIME_TYPES[suffix], src, dst)
+            settings: dict[str, Any] = {"builder": {"thumbnail": {"enabled": False}}}
+            if prepared:
+                # Ingredient manifests are validated as they are added, and the results kept
+                # in the output's manifest: check them against the anchors this signer trusts.
+                settings["verify"] = {"verify_trust": True}
+                anchors = _signing_trust_anchors(identity)
+                if anchors:
+                    settings["trust"] = {"trust_anchors": anchors}
+            context = c2pa.Context(settings=c2pa.Settings.from_dict(settings))
+            with _builder_with_ingredients(manifest, context, prepared) as builder:
+                builder.sign(identity.signer(), MIME_TYPES[suffix], src, dst)
             dst.flush()
             os.fsync(dst.fileno())
         os.chmod(tmp, target.stat().st_mode & 0o777)  # keep the original's permissions
@@ -592,15 +801,49 @@ def sign_media(
 
 
 @dataclasses.dataclass
+class IngredientReport:
+    """One input a file was made from, as its manifest records it.
+
+    title, format, relationship ("parentOf" / "componentOf"): as recorded. actions: the
+    actions of the file's manifest that name this input (a parent reads ["c2pa.opened",
+    "c2pa.edited"], a placed input ["c2pa.placed"]). sha256: the input file's SHA-256 as
+    cinecube recorded it (None for ingredients recorded by others). has_manifest: whether
+    the input carried a manifest that is embedded in the file. state: one of STATES, for
+    that embedded manifest: checked when the input was added and again now, under the trust
+    anchors the file is read with; "NoManifest" for an input without one, "Unreadable" for
+    one whose manifest could not be read when it was added. errors: the failure codes of
+    its validation (a one-line reason for Unreadable). claims: its org.cinecube.generation
+    assertion when it is a cinecube output (meaningful only when state is Trusted); signer:
+    who signed it. ingredients: the inputs its own manifest records, and so on down the chain.
+    """
+
+    title: str | None
+    relationship: str | None
+    format: str | None = None
+    actions: list[str] = dataclasses.field(default_factory=list)
+    sha256: str | None = None
+    has_manifest: bool = False
+    state: str = "NoManifest"
+    errors: list[str] = dataclasses.field(default_factory=list)
+    claims: dict[str, Any] | None = None
+    signer: str | None = None
+    ingredients: list[IngredientReport] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class ProvenanceReport:
     """What a file's C2PA manifest says and whether it holds.
 
     state: one of STATES. claims: the org.cinecube.generation assertion (None if absent);
     only meaningful when state is Trusted (an Invalid file's claims may be forged).
     soft_binding: the watermark payload hex from the c2pa.soft-binding assertion of our
-    algorithm. signer: the signing certificate's subject ("CN=..., O=..."). errors: C2PA
-    validation failure codes (e.g. "assertion.bmffHash.mismatch"), or a one-line reason for
-    Unreadable.
+    algorithm. signer: the signing certificate's subject ("CN=..., O=..."). digital_source_type:
+    the IPTC source type of the c2pa.created action (of c2pa.edited for an output edited from
+    a parent). errors: C2PA validation failure codes (e.g. "assertion.bmffHash.mismatch"), or
+    a one-line reason for Unreadable. ingredients: the input media the file was made from
+    (see IngredientReport), in the manifest's order (cinecube puts inputs whose manifest was
+    unreadable first); a problem with an input's manifest is reported there, not in state or
+    errors.
     """
 
     path: str
@@ -612,6 +855,7 @@ class ProvenanceReport:
     digital_source_type: str | None = None
     title: str | None = None
     errors: list[str] = dataclasses.field(default_factory=list)
+    ingredients: list[IngredientReport] = dataclasses.field(default_factory=list)
 
     @property
     def verified(self) -> bool:
@@ -629,6 +873,91 @@ def _reader_context(trust_anchors_pem: str | None) -> Any:
     if trust_anchors_pem:
         settings["trust"] = {"trust_anchors": trust_anchors_pem}
     return c2pa.Context(settings=c2pa.Settings.from_dict(settings))
+
+
+def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for assertion in manifest.get("assertions") or []:
+        data = assertion.get("data")
+        if str(assertion.get("label", "")).startswith("c2pa.actions") and isinstance(data, dict):
+            found += [a for a in data.get("actions") or [] if isinstance(a, dict)]
+    return found
+
+
+def _signer(manifest: dict[str, Any]) -> str | None:
+    info = manifest.get("signature_info") or {}
+    # c2pa-rs reports the leaf's subject CN as common_name and its subject O as "issuer".
+    parts = [f"CN={info['common_name']}"] if info.get("common_name") else []
+    parts += [f"O={info['issuer']}"] if info.get("issuer") else []
+    return ", ".join(parts) or None
+
+
+def _generation_claims(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    for assertion in manifest.get("assertions") or []:
+        if assertion.get("label") == GENERATION_LABEL and isinstance(assertion.get("data"), dict):
+            return assertion["data"]
+    return None
+
+
+def _codes(items: Any) -> list[str]:
+    return [item.get("code", "unknown") for item in items or [] if isinstance(item, dict)]
+
+
+def _ingredient_reports(
+    store: dict[str, Any], manifest_label: str, deltas: dict[str, dict[str, Any]], seen: frozenset[str]
+) -> list[IngredientReport]:
+    """The ingredients of one manifest of the store, with their own ingredients below them.
+
+    An ingredient's validation combines the results recorded when it was added with the
+    deltas the library reports on reading (keyed by the ingredient assertion's URI): a
+    manifest that was untrusted then may be trusted now, and the other way round.
+    """
+    manifests = store.get("manifests") or {}
+    manifest = manifests.get(manifest_label) or {}
+    by_label: dict[str, list[str]] = {}
+    for action in _actions(manifest):
+        for ref in (action.get("parameters") or {}).get("ingredients") or []:
+            url = ref.get("url", "") if isinstance(ref, dict) else ""
+            by_label.setdefault(url.rsplit("/", 1)[-1], []).append(action.get("action", "unknown"))
+    reports = []
+    for ingredient in manifest.get("ingredients") or []:
+        label = ingredient.get("label") or ""
+        report = IngredientReport(
+            title=ingredient.get("title"),
+            relationship=ingredient.get("relationship"),
+            format=ingredient.get("format"),
+            actions=by_label.get(label, []),
+            sha256=(ingredient.get("metadata") or {}).get(INGREDIENT_SHA256_KEY),
+        )
+        recorded = (ingredient.get("validation_results") or {}).get("activeManifest") or {}
+        delta = deltas.get(f"self#jumbf=/c2pa/{manifest_label}/c2pa.assertions/{label}") or {}
+        success = _codes(recorded.get("success")) + _codes(delta.get("success"))
+        failures = list(dict.fromkeys(_codes(recorded.get("failure")) + _codes(delta.get("failure"))))
+        if "signingCredential.untrusted" in _codes(delta.get("failure")):
+            success = [c for c in success if c != "signingCredential.trusted"]
+        elif "signingCredential.trusted" in _codes(delta.get("success")):
+            failures = [c for c in failures if c != "signingCredential.untrusted"]
+
+        child = ingredient.get("active_manifest")
+        report.has_manifest = bool(child) and child in manifests
+        if report.has_manifest:
+            if any(c != "signingCredential.untrusted" for c in failures):
+                report.state = "Invalid"
+            elif "signingCredential.trusted" in success and "signingCredential.untrusted" not in failures:
+                report.state = "Trusted"
+            else:
+                report.state = "Valid"
+            report.errors = failures
+            report.claims = _generation_claims(manifests[child])
+            report.signer = _signer(manifests[child])
+            if child not in seen:  # a store is a tree, but never trust a file to be one
+                report.ingredients = _ingredient_reports(store, child, deltas, seen | {child})
+        elif failures:
+            report.state = "Unreadable"
+            explained = [i.get("explanation") or i.get("code", "unknown") for i in recorded.get("failure") or []]
+            report.errors = explained or failures
+        reports.append(report)
+    return reports
 
 
 def read_provenance(path: str | os.PathLike, trust_anchors_pem: str | None = None) -> ProvenanceReport:
@@ -673,24 +1002,26 @@ def read_provenance(path: str | os.PathLike, trust_anchors_pem: str | None = Non
         if item.get("code") and item["code"] not in report.errors:
             report.errors.append(item["code"])
 
-    manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
+    active = store.get("active_manifest") or ""
+    manifest = (store.get("manifests") or {}).get(active, {})
     report.title = manifest.get("title")
-    info = manifest.get("signature_info") or {}
-    # c2pa-rs reports the leaf's subject CN as common_name and its subject O as "issuer".
-    parts = [f"CN={info['common_name']}"] if info.get("common_name") else []
-    parts += [f"O={info['issuer']}"] if info.get("issuer") else []
-    report.signer = ", ".join(parts) or None
+    report.signer = _signer(manifest)
+    report.claims = _generation_claims(manifest)
     for assertion in manifest.get("assertions") or []:
         label, data = assertion.get("label", ""), assertion.get("data")
-        if label == GENERATION_LABEL and isinstance(data, dict):
-            report.claims = data
-        elif label == SOFT_BINDING_LABEL and isinstance(data, dict):
-            if report.soft_binding is None or data.get("alg") == WATERMARK_ALG:
-                blocks = data.get("blocks") or [{}]
-                report.soft_binding = blocks[0].get("value")
-                report.soft_binding_alg = data.get("alg")
-        elif label.startswith("c2pa.actions") and isinstance(data, dict):
-            for action in data.get("actions") or []:
-                if action.get("action") == "c2pa.created":
-                    report.digital_source_type = action.get("digitalSourceType")
+        first_or_ours = report.soft_binding is None or (isinstance(data, dict) and data.get("alg") == WATERMARK_ALG)
+        if label == SOFT_BINDING_LABEL and isinstance(data, dict) and first_or_ours:
+            blocks = data.get("blocks") or [{}]
+            report.soft_binding = blocks[0].get("value")
+            report.soft_binding_alg = data.get("alg")
+    actions = _actions(manifest)
+    created = [a for a in actions if a.get("action") == "c2pa.created"]
+    sourced = [a for a in created + actions if a.get("digitalSourceType")]
+    report.digital_source_type = sourced[0]["digitalSourceType"] if sourced else None
+    deltas = {
+        d["ingredientAssertionURI"]: d.get("validationDeltas") or {}
+        for d in results.get("ingredientDeltas") or []
+        if isinstance(d, dict) and d.get("ingredientAssertionURI")
+    }
+    report.ingredients = _ingredient_reports(store, active, deltas, frozenset({active}))
     return report
