@@ -250,3 +250,21 @@ def test_the_commands_write_what_the_helpers_make(tiny_run, tmp_path, capsys):
         assert made.shape[:3] == shape and f"({mode})" in printed.out
         if args[0] in ("extend", "connect", "edit"):
             assert fps == pytest.approx(12)  # the input's rate
+
+
+def test_outputs_made_from_inputs_record_them_in_their_manifest(tiny_run, tmp_path, capsys):
+    from cinecube.cli import main
+    from cinecube.safety.provenance import read_provenance
+
+    first = tmp_path / "first.mp4"
+    assert main([str(a) for a in ["generate", "a red circle", "--model", tiny_run, "--frames", "5", "--height", "32",
+                                   "--width", "32", "--steps", "2", "-o", first]]) == 0  # fmt: skip
+    longer = tmp_path / "longer.mp4"
+    assert main([str(a) for a in ["extend", first, "a red circle", "--model", tiny_run, "--frames", "3",
+                                   "--steps", "2", "-o", longer]]) == 0  # fmt: skip
+    capsys.readouterr()
+    report = read_provenance(longer)
+    assert report.state == "Trusted"
+    (parent,) = report.ingredients
+    assert parent.relationship == "parentOf" and parent.title == "first.mp4" and parent.has_manifest
+    assert parent.claims["prompt_sha256"] == read_provenance(first).claims["prompt_sha256"]

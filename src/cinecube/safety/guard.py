@@ -324,7 +324,12 @@ def publish(
             )
             # The soft binding holds the same payload as whole bytes of hex ("mmmmgggggg").
             soft_binding = payload_hex.replace("-", "") if payload_hex else None
-            sign_media(tmp, claims, soft_binding, _signing_identity(settings), title=target.name)
+            from .provenance import Ingredient
+
+            ingredients = [Ingredient(path, relationship) for path, relationship in inputs]
+            sign_media(
+                tmp, claims, soft_binding, _signing_identity(settings), title=target.name, ingredients=ingredients
+            )
             stages.append({"stage": "c2pa", "decision": "signed"})
         else:
             stages.append({"stage": "c2pa", "decision": "skipped"})
