@@ -268,3 +268,10 @@ def test_outputs_made_from_inputs_record_them_in_their_manifest(tiny_run, tmp_pa
     (parent,) = report.ingredients
     assert parent.relationship == "parentOf" and parent.title == "first.mp4" and parent.has_manifest
     assert parent.claims["prompt_sha256"] == read_provenance(first).claims["prompt_sha256"]
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_progress_is_reported_after_every_sampling_step(pipe, sampler):
+    seen = []
+    pipe("a red circle", 4, 32, 32, steps=3, sampler=sampler, progress=False, on_step=lambda *a: seen.append(a))
+    assert seen == [(1, 3), (2, 3), (3, 3)]

@@ -49,7 +49,7 @@ from .outputs import check_output_file
 from .patches import pack, token_grid, unpack
 from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
 from .safety.watermark import MIN_SIDE as WATERMARK_MIN_SIDE
-from .sampling import SAMPLERS, classifier_free_guidance
+from .sampling import SAMPLERS, StepFn, classifier_free_guidance
 from .text import TextEncoder, get_text_encoder
 from .transformer import DiffusionTransformer
 
@@ -288,11 +288,13 @@ class Pipeline:
         seed: int = 0,
         sampler: str = "euler",
         progress: bool = True,
+        on_step: StepFn | None = None,
     ) -> GeneratedVideo:
         """Generate a video from a prompt, optionally conditioned on frames (`Keyframes`: an image
         to animate, a clip to continue, the ends of a transition) or started from a video
         (`EditFrom`: SDEdit). The helpers `animate`, `extend`, `loop`, `connect` and `edit` build
-        the conditions and put the given frames back, untouched, into what they return."""
+        the conditions and put the given frames back, untouched, into what they return.
+        `on_step(done, total)` is called after every sampling step (progress for a server)."""
         frames, height, width, steps, guidance, seed = self.validate(
             prompt, frames, height, width, steps, guidance, seed
         )
@@ -337,6 +339,7 @@ class Pipeline:
             progress=progress,
             conditions=encoded,
             start=start,
+            on_step=on_step,
         )
         return GeneratedVideo(
             tensor_to_frames(video), prompt, seed, info=info, safety=self.safety, prompt_stage=prompt_stage
@@ -542,6 +545,7 @@ def generate_video(
     progress: bool = False,
     conditions: Sequence[ConditionLatent] = (),
     start: tuple[Tensor, float] | None = None,
+    on_step: StepFn | None = None,
 ) -> Tensor:
     """Sample one video; returns (3, frames, height, width) in [-1, 1]. No validation here.
 
@@ -593,6 +597,6 @@ def generate_video(
         return v
 
     cond = {"cond_mask": is_condition, "cond_value": state} if conditions else {}
-    tokens = SAMPLERS[sampler](velocity, state, timesteps, progress=progress, **cond)
+    tokens = SAMPLERS[sampler](velocity, state, timesteps, progress=progress, on_step=on_step, **cond)
     latent = unpack(tokens, packed)[0]
     return autoencoder.decode(latent)[:, :frames]

@@ -14,6 +14,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (z (N, P), t (N, 1)) -> v (N, P)
+StepFn = Callable[[int, int], None]  # (steps done, steps in all): progress for a caller (a server)
 
 
 def _token_times(t: float | Tensor, z: Tensor, cond_mask: Tensor | None) -> Tensor:
@@ -38,6 +39,7 @@ def euler(
     cond_mask: Tensor | None = None,
     cond_value: Tensor | None = None,
     progress: bool = False,
+    on_step: StepFn | None = None,
 ) -> Tensor:
     """Euler's method on the flow ODE (the sampler of rectified flow / Flux).
 
@@ -48,6 +50,8 @@ def euler(
         t, t_next = timesteps[i], timesteps[i + 1]
         v = velocity(z, _token_times(t, z, cond_mask))
         z = _keep_conditioning(z + (t_next - t) * v, cond_mask, cond_value)
+        if on_step is not None:
+            on_step(i + 1, len(timesteps) - 1)
     return z
 
 
@@ -59,6 +63,7 @@ def heun(
     cond_mask: Tensor | None = None,
     cond_value: Tensor | None = None,
     progress: bool = False,
+    on_step: StepFn | None = None,
 ) -> Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 1 without churn).
 
@@ -72,9 +77,11 @@ def heun(
         z_euler = _keep_conditioning(z + (t_next - t) * v, cond_mask, cond_value)
         if float(t_next) == 0.0:
             z = z_euler
-            continue
-        v_next = velocity(z_euler, _token_times(t_next, z, cond_mask))
-        z = _keep_conditioning(z + (t_next - t) * 0.5 * (v + v_next), cond_mask, cond_value)
+        else:
+            v_next = velocity(z_euler, _token_times(t_next, z, cond_mask))
+            z = _keep_conditioning(z + (t_next - t) * 0.5 * (v + v_next), cond_mask, cond_value)
+        if on_step is not None:
+            on_step(i + 1, len(timesteps) - 1)
     return z
 
 
