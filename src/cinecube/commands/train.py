@@ -80,12 +80,19 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     p.add_argument("--seed", type=arg.seed, default=None)
     p.add_argument("--checkpoint-every", type=arg.positive_int, default=None)
     p.add_argument("--sample-every", type=arg.positive_int, default=None)
+    p.add_argument("--log-every", type=arg.positive_int, default=None, help="steps between metrics records")
     p.add_argument("--device", type=arg.device, default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+    p.add_argument(
+        "--parallel",
+        choices=["none", "ddp"],
+        default="none",
+        help="ddp: train as one of the processes of `torchrun --nproc_per_node N -m cinecube train ...` "
+        "(each draws its share of every global batch; see docs/training.md)",
+    )
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import sys
 
     from ..config import PRESETS, TRAIN_PRESETS
     from ..train.checkpoint import find_resume_point, run_folder_state
@@ -110,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         # A resumed run keeps the configs of the checkpoint it continues; only the step count
         # and the intervals may change. Damaged newer checkpoints are set aside with a warning.
-        resume_from = find_resume_point(out, RESUME_STATE, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        # (train() sets damaged ones aside, once, with a warning; here the configs are only read.)
+        resume_from = find_resume_point(out, RESUME_STATE, move_aside=False)
         model_config = resume_from.model_config
         stored = load_model_folder(resume_from.path)
         train_config = stored.train_config or train_config
@@ -126,6 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "checkpoint_every": args.checkpoint_every,
         "sample_every": args.sample_every,
+        "log_every": args.log_every,
         "cooldown_steps": args.cooldown_steps,
     }
     if args.bf16:
@@ -143,14 +152,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         out,
         world=args.world,
         resume=args.resume,
-        resume_from=resume_from,
         device=args.device,
+        parallel=args.parallel,
         progress=True,
         init_from=args.init_from,
         autoencoder=args.autoencoder,
         latents=args.latents,
     )
-    print(f"trained to step {result.step}, last loss {result.last_loss:.4f}; run folder {result.run_dir}")
+    if result.main:
+        print(f"trained to step {result.step}, last loss {result.last_loss:.4f}; run folder {result.run_dir}")
     return 0
 
 

@@ -78,16 +78,25 @@ class TokenBudgetStream:
         sizes = self._choices[rng.integers(len(self._choices))]
         return sizes[rng.integers(len(sizes))]
 
-    def next_batch(self) -> list[CaptionedVideo]:
-        batch, used = [], 0
+    def next_plan(self) -> list[tuple[int, int]]:
+        """The (video index, tokens) of the next batch, without drawing the videos: cheap, so
+        every process of a distributed run plans the same global batch and draws its share."""
+        plan, used = [], 0
         while True:
             frames, height, width = self.size_of(self.next_index)
             tokens = self.tokens_of(frames, height, width)
-            if batch and used + tokens > self.tokens_per_step:
-                return batch  # this video opens the next batch
-            batch.append(self.world.sample_at(self.next_index, height, width, frames))
+            if plan and used + tokens > self.tokens_per_step:
+                return plan  # this video opens the next batch
+            plan.append((self.next_index, tokens))
             used += tokens
             self.next_index += 1
+
+    def load(self, index: int) -> CaptionedVideo:
+        frames, height, width = self.size_of(index)
+        return self.world.sample_at(index, height, width, frames)
+
+    def next_batch(self) -> list[CaptionedVideo]:
+        return [self.load(index) for index, _ in self.next_plan()]
 
     def state_dict(self) -> dict[str, int]:
         return {"next_index": self.next_index, "seed": self.seed}

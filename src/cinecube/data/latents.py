@@ -472,19 +472,27 @@ class LatentStream:
         cached.latent = cached.latent[..., top : top + ch, left : left + cw]
         return cached
 
-    def next_batch(self) -> list[CachedLatent]:
-        batch, used = [], 0
+    def next_plan(self) -> list[tuple[int, int]]:
+        """The (stream index, tokens) of the next batch, without reading the latents (see
+        TokenBudgetStream.next_plan)."""
+        plan, used = [], 0
         while True:
             item = self.item_of(self.next_index)
             if not self._fits(item):
                 self.next_index += 1
                 continue
             tokens = self._tokens[item]
-            if batch and used + tokens > self.tokens_per_step:
-                return batch  # this latent opens the next batch
-            batch.append(self._cropped(item))
+            if plan and used + tokens > self.tokens_per_step:
+                return plan  # this latent opens the next batch
+            plan.append((self.next_index, tokens))
             used += tokens
             self.next_index += 1
+
+    def load(self, index: int) -> CachedLatent:
+        return self._cropped(self.item_of(index))
+
+    def next_batch(self) -> list[CachedLatent]:
+        return [self.load(index) for index, _ in self.next_plan()]
 
     def state_dict(self) -> dict[str, int]:
         return {"next_index": self.next_index, "seed": self.seed}

@@ -122,14 +122,18 @@ def _one_line(error: BaseException) -> str:
 
 
 def find_resume_point(
-    run_dir: str | Path, state_keys: tuple[str, ...] = ("step",), warn: Callable[[str], None] | None = None
+    run_dir: str | Path,
+    state_keys: tuple[str, ...] = ("step",),
+    warn: Callable[[str], None] | None = None,
+    move_aside: bool = True,
 ) -> TrainingCheckpoint:
     """The newest checkpoint of a run that passes `load_training_checkpoint`.
 
     A damaged checkpoint newer than it is moved aside to `checkpoints/damaged-step_NNNNNNN`
     (kept for inspection, out of the way of anything that reads a run's newest checkpoint),
-    and `warn` is told which and why. Raises CheckpointError when there is no checkpoint, or
-    none that can be resumed from, naming what was wrong with each."""
+    and `warn` is told which and why (`move_aside=False` only looks). Raises CheckpointError
+    when there is no checkpoint, or none that can be resumed from, naming what was wrong with
+    each."""
     found = checkpoint_dirs(run_dir)
     if not found:
         raise CheckpointError(f"'{run_dir}' holds no run to resume (no {CHECKPOINTS_DIR}/{STEP_PREFIX}*)")
@@ -140,7 +144,7 @@ def find_resume_point(
         except CheckpointError as error:
             problems.append((folder, str(error)))
             continue
-        for damaged, reason in problems:
+        for damaged, reason in problems if move_aside else []:
             aside = damaged.with_name(f"damaged-{damaged.name}")
             if aside.exists():  # damaged twice at one step: keep both
                 aside = damaged.with_name(f"damaged-{damaged.name}-{time.strftime('%Y%m%d-%H%M%S')}")

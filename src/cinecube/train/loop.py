@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ from .checkpoint import (
     run_folder_state,
     save_training_checkpoint,
 )
+from .distributed import Parallel, start_parallel, unwrap
 from .ema import update_ema
 from .interrupt import StopRequest
 from .metrics import METRICS_FILE, MetricsLog, plot_loss_curve
@@ -81,6 +84,7 @@ class TrainResult:
     step: int
     last_loss: float
     run_dir: Path
+    main: bool = True  # this process writes and reports (the only one, or rank 0 of several)
 
 
 @dataclass
@@ -102,6 +106,7 @@ class _Run:
     use_bf16: bool
     stored_text: bool = False  # the stream's items carry their caption embeddings
     step: int = 0
+    parallel: Parallel = field(default_factory=Parallel)
 
     def learning_rate(self, step: int) -> float:
         return learning_rate(step, self.train)
@@ -121,6 +126,7 @@ def train(
     autoencoder: str | Path | None = None,
     latents: str | Path | list[str] | None = None,
     resume_from: TrainingCheckpoint | None = None,
+    parallel: str = "none",
 ) -> TrainResult:
     """Train (or resume) a run in `run_dir`. `stop_after` ends early at that step (for tests).
 
@@ -142,11 +148,25 @@ def train(
     Everything is checked, and the model, stream and autoencoder built, before anything is
     written to `run_dir`. Ctrl-C or SIGTERM saves a checkpoint at the end of the step, then
     raises KeyboardInterrupt (train/interrupt.py).
+
+    `parallel` "ddp" trains as one of the processes torchrun started (train/distributed.py says
+    what differs: each process draws its share of the same global batch, and only the main
+    process writes the run folder); "none" is one process.
     """
     run_dir = Path(run_dir)
-    dev = device_for(device)
+    par = start_parallel(parallel, device_for(device))
+    dev = par.device
+    progress = progress and par.main
+    if not resume and _restarted_attempt_of(run_dir, par):
+        resume = True  # torchrun restarted this job after a failure: go on from its last checkpoint
     if resume and resume_from is None:
-        resume_from = find_resume_point(run_dir, RESUME_STATE, warn=lambda m: tqdm.write(m, file=sys.stderr))
+        # The main process sets damaged checkpoints aside first; the others then find the same one.
+        for turn in (True, False):
+            if par.main == turn:
+                resume_from = find_resume_point(
+                    run_dir, RESUME_STATE, warn=lambda m: tqdm.write(m, file=sys.stderr) if par.main else None
+                )
+            par.barrier()
     recorded_init = _check_run_folder(run_dir, resume_from, init_from)
     source = None
     if init_from is not None and resume_from is None:
@@ -162,13 +182,17 @@ def train(
         _start_from_source(run, source)
     if resume_from is not None:
         _resume(run, resume_from)
+    run.model, run.parallel = par.wrap(run.model), par
 
-    # Checked and built: from here on the run folder is written.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if autoencoder_to_store is not None:
-        save_autoencoder(run.autoencoder_dir, autoencoder_to_store)
-    started_from = str(Path(init_from).resolve()) if init_from is not None and resume_from is None else recorded_init
-    _write_run_info(run, world, latent_data, started_from)
+    # Checked and built: from here on the run folder is written (by the main process).
+    if par.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if autoencoder_to_store is not None:
+            save_autoencoder(run.autoencoder_dir, autoencoder_to_store)
+        started_from = (
+            str(Path(init_from).resolve()) if init_from is not None and resume_from is None else recorded_init
+        )
+        _write_run_info(run, world, latent_data, started_from)
     if latent_data is not None and not run.stored_text and progress:
         tqdm.write(
             "the latent cache has no caption embeddings for this model's text encoder; encoding "
@@ -180,16 +204,18 @@ def train(
     guard = NonFiniteGuard()
     bar = tqdm(total=last_stop, initial=run.step, desc="training", disable=not progress, dynamic_ncols=True)
     loss_value, tokens_seen, started, saved_at = float("nan"), 0, time.time(), run.step
+    metrics = MetricsLog(run_dir / METRICS_FILE, resumed_at=run.step) if par.main else None
     try:
-        with MetricsLog(run_dir / METRICS_FILE, resumed_at=run.step) as metrics, StopRequest() as stop:
+        with StopRequest() as stop:
             while run.step < last_stop:
-                batch = run.stream.next_batch()
-                loss_value, grad_norm, n_tokens = _train_step(run, batch, guard)
+                keys, batch = _draw_share(run.stream, par)
+                loss_value, grad_norm, n_tokens = _train_step(run, batch, keys, guard)
                 run.step += 1
                 tokens_seen += n_tokens
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}")
-                if run.step % train_config.log_every == 0 or run.step == last_stop:
+                stopping = par.any(stop.requested is not None)  # every process stops at the same step
+                if metrics is not None and (run.step % train_config.log_every == 0 or run.step == last_stop):
                     elapsed = time.time() - started
                     metrics.write(
                         {
@@ -204,25 +230,31 @@ def train(
                             **({"skipped": True} if grad_norm is None else {}),
                         }
                     )
-                if run.step % train_config.checkpoint_every == 0 or run.step == last_stop or stop.requested:
-                    _save_checkpoint(run)
+                if run.step % train_config.checkpoint_every == 0 or run.step == last_stop or stopping:
+                    if par.main:
+                        _save_checkpoint(run)
                     saved_at = run.step
-                if stop.requested:
+                    par.barrier()  # no process goes on before the checkpoint is whole
+                if stopping:
                     bar.close()
-                    tqdm.write(
-                        f"{stop.requested}: saved a checkpoint at step {saved_at} in {run_dir}; "
-                        "continue with the same command and --resume",
-                        file=sys.stderr,
-                    )
+                    if par.main:
+                        tqdm.write(
+                            f"{stop.requested or 'stop'}: saved a checkpoint at step {saved_at} in {run_dir}; "
+                            "continue with the same command and --resume",
+                            file=sys.stderr,
+                        )
                     raise KeyboardInterrupt
-                if run.step % train_config.sample_every == 0 or run.step == last_stop:
+                if par.main and (run.step % train_config.sample_every == 0 or run.step == last_stop):
                     write_samples(
                         run.ema, run.autoencoder, run.text_encoder, run_dir / "samples" / f"step_{run.step:07d}.mp4"
                     )
                     plot_loss_curve(run_dir / METRICS_FILE, run_dir / "loss.png")
     finally:
         bar.close()
-    return TrainResult(run.step, loss_value, run_dir)
+        if metrics is not None:
+            metrics.close()
+        par.close()
+    return TrainResult(run.step, loss_value, run_dir, par.main)
 
 
 # What a transformer run's training/state.json must hold to be resumed from.
@@ -230,6 +262,19 @@ RESUME_STATE = ("step", "stream")
 
 
 # ------------------------------------------------------------------------------ start or resume
+
+
+def _restarted_attempt_of(run_dir: Path, par: Parallel) -> bool:
+    """Whether this process is a restart (torchrun --max-restarts) of the job whose run this
+    folder holds: the same job id (TORCHELASTIC_RUN_ID) recorded in run.json by an earlier attempt.
+    A run of another job in the folder is never resumed this way."""
+    if not par.distributed or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return False
+    try:
+        recorded = json.loads((run_dir / RUN_FILE).read_text()).get("elastic_run_id")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded is not None and recorded == os.environ.get("TORCHELASTIC_RUN_ID") and bool(checkpoint_dirs(run_dir))
 
 
 def _check_run_folder(
@@ -374,10 +419,13 @@ def _write_run_info(run: _Run, world: str, latent_data, started_from: str | None
         "model": run.model_config.to_dict(),
         "train": run.train.to_dict(),
         "world": world,
-        "parameters": run.model.num_parameters(),
+        "parameters": unwrap(run.model).num_parameters(),
     }
     if latent_data is not None:
         info["latents"] = latent_folders(latent_data)
+    if run.parallel.distributed:
+        info["processes"] = run.parallel.world
+        info["elastic_run_id"] = os.environ.get("TORCHELASTIC_RUN_ID")
     # Where the weights started, kept across resumes: a second-stage run names its first stage.
     if started_from:
         info["init_from"] = started_from
@@ -420,8 +468,31 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 # ------------------------------------------------------------------------------ one step
 
 
-def _train_step(run: _Run, batch: list, guard: NonFiniteGuard) -> tuple[float, float | None, int]:
-    """One optimizer step on a batch: (loss, gradient norm or None if the step was skipped, tokens)."""
+def _draw_share(stream, par: Parallel) -> tuple[list[int], list]:
+    """This process's (stream indices, videos) of the next global batch (all of it in one
+    process). A process the batch left empty computes a stand-in video with no weight."""
+    keys, items = [], []
+    for index in par.share(stream.next_plan()):
+        key = index if index >= 0 else -1 - index
+        keys.append(key)
+        items.append(stream.load(key) if index >= 0 else _Weightless(stream.load(key)))
+    return keys, items
+
+
+class _Weightless:
+    """A video a process computes with a loss weight of 0 (so that it still takes part in the step)."""
+
+    def __init__(self, item):
+        self.item = item
+
+    def __getattr__(self, name):
+        return getattr(self.item, name)
+
+
+def _train_step(run: _Run, batch: list, keys: list[int], guard: NonFiniteGuard) -> tuple[float, float | None, int]:
+    """One optimizer step on this process's share of a global batch: (the global batch's mean
+    loss, gradient norm or None if the step was skipped, this process's tokens)."""
+    par = run.parallel
     if run.stored_text:
         for item in batch:
             run.text_encoder.remember(item.caption, item.text)
@@ -431,26 +502,33 @@ def _train_step(run: _Run, batch: list, guard: NonFiniteGuard) -> tuple[float, f
         run.text_encoder,
         run.objective,
         batch,
+        keys,
         run.train,
         run.step,
         run.device,
         run.use_bf16,
     )
-    loss_value = loss.item()  # one host sync per step: needed to refuse a bad loss
-    if not guard.check(run.step, "loss", loss_value):
-        return loss_value, None, n_tokens
+    own_tokens = 0 if batch and isinstance(batch[0], _Weightless) else n_tokens
+    local = loss.item()  # one host sync per step: needed to refuse a bad loss
+    # The global mean: every process's mean weighted by its tokens (one process: its own mean).
+    global_tokens = par.sum(own_tokens)
+    loss_value = par.sum(local * own_tokens) / max(global_tokens, 1) if par.distributed else local
+    if not guard.check(run.step, "loss", loss_value if not par.any(not math.isfinite(local)) else math.nan):
+        return loss_value, None, own_tokens
     for group in run.optimizer.param_groups:
         group["lr"] = run.learning_rate(run.step)
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    # DDP averages the gradients over processes: scaled by this process's share of the global
+    # tokens (times the process count), the step is the one process's on the whole batch.
+    (loss * (own_tokens * par.world / max(global_tokens, 1)) if par.distributed else loss).backward()
     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.train.grad_clip))
     if not guard.check(run.step, "gradient", grad_norm):
         run.optimizer.zero_grad(set_to_none=True)
-        return loss_value, None, n_tokens
+        return loss_value, None, own_tokens
     guard.stepped()
     run.optimizer.step()
-    update_ema(run.ema, run.model, run.step, run.train.ema_decay)
-    return loss_value, grad_norm, n_tokens
+    update_ema(run.ema, unwrap(run.model), run.step, run.train.ema_decay)
+    return loss_value, grad_norm, own_tokens
 
 
 def _loss_for_batch(
@@ -459,20 +537,23 @@ def _loss_for_batch(
     text_encoder,
     objective: Objective,
     batch,
+    keys: list[int],
     train: TrainConfig,
     step: int,
     device: torch.device,
     use_bf16: bool,
 ) -> tuple[Tensor, int]:
-    """Pack a list of captioned videos and return the mean loss over their tokens.
+    """Pack a list of captioned videos and return the mean loss over their tokens, and how many.
+
+    Each video's randomness (caption dropout, conditions, timestep, noise) is drawn from (seed,
+    step, its stream index `key`), so it is the same whichever process of a distributed run
+    computes it, and in whatever company.
 
     A share of the videos (`train.conditioning`) is conditioned on some of its own frames: those
     come as extra clean tokens (see cinecube/conditioning.py) and the loss is taken on the
     videos' own tokens only, so the model learns to continue, join and animate what it is given."""
-    cfg = model.config
-    generator = torch.Generator().manual_seed(train.seed * 1_000_003 + step)
-    rng = np.random.default_rng([train.seed, step, 11])
-    condition_rng = np.random.default_rng([train.seed, step, 13])
+    cfg = unwrap(model).config
+    rngs = [np.random.default_rng([train.seed, step, key]) for key in keys]
     with torch.no_grad():
         # Cached latents (data/latents.py) come encoded; rendered videos are encoded here.
         latents = [
@@ -481,24 +562,28 @@ def _loss_for_batch(
             else autoencoder.encode(frames_to_tensor(item.video).to(device))
             for item in batch
         ]
+        # Caption dropout: the empty prompt is the unconditional input for guidance.
+        captions = [("" if rng.random() < train.caption_dropout else item.caption) for item, rng in zip(batch, rngs)]
         conditions = [
-            _draw_conditions(item, latent, autoencoder, train, condition_rng, device)
-            for item, latent in zip(batch, latents)
+            _draw_conditions(item, latent, autoencoder, train, rng, device)
+            for item, latent, rng in zip(batch, latents, rngs)
         ]
         packed = pack(latents, cfg.patch_size, extras=[extras_for(c, cfg) for c in conditions])
-        # Caption dropout: the empty prompt is the unconditional input for guidance.
-        captions = [("" if rng.random() < train.caption_dropout else item.caption) for item in batch]
         text, text_mask = text_encoder.encode(captions)
         text, text_mask = text.to(device), text_mask.to(device)
 
     # One t per video (shifted by its own token count), the same on all its generated tokens;
     # conditioning tokens get `condition_noise` (0: clean).
-    t_video = objective.sample_timesteps(torch.tensor(packed.video_lengths), generator)  # (S,)
-    t = t_video.repeat_interleave(torch.tensor(packed.lengths))[:, None].to(device)  # (N, 1)
+    t_parts, noise_parts = [], []
+    for rng, n, total in zip(rngs, packed.video_lengths, packed.lengths):
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        t_parts.append(objective.sample_timesteps(torch.tensor([n]), generator).repeat(total))
+        noise_parts.append(torch.randn((total, cfg.patch_dim), generator=generator))
+    t = torch.cat(t_parts)[:, None].to(device)  # (N, 1)
     is_extra = packed.is_extra
     t = t.masked_fill(is_extra[:, None], train.condition_noise)
     x0 = packed.tokens
-    noise = torch.randn(x0.shape, generator=generator).to(device)
+    noise = torch.cat(noise_parts).to(device)
     x_t = objective.noisy(x0, noise, t)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         output = model(x_t, packed.positions, packed.segment_ids, t[:, 0], text, text_mask)
@@ -540,7 +625,7 @@ def _save_checkpoint(run: _Run) -> None:
         run.step,
         run.model_config,
         run.ema,
-        raw_model=run.model,
+        raw_model=unwrap(run.model),
         optimizer=run.optimizer,
         state={"step": run.step, "stream": run.stream.state_dict()},
         train_config=run.train,
