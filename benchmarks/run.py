@@ -39,8 +39,10 @@ TARGETS = {"cinecube_vs_diffusers": 1.3, "mfu": 0.65, "packing_vs_padding": 1.5}
 
 
 def run_case(name: str, quick: bool) -> dict:
-    from benchmarks import packing, sampling, training
+    from benchmarks import conditioning, packing, sampling, training
 
+    if name == "conditioning":
+        return conditioning.run(quick)
     if name == "training":
         return training.run(quick)
     if name == "packing":
@@ -62,6 +64,7 @@ def cases(quick: bool) -> list[str]:
     names = ["training", "packing"]
     names += [f"sampling:{s}" for s in (list(SAMPLING_SIZES)[:1] if quick else SAMPLING_SIZES)]
     names += [f"autoencoder:{a}" for a in (AUTOENCODERS[:2] if quick else AUTOENCODERS)]
+    names.append("conditioning")
     return names
 
 
@@ -109,6 +112,8 @@ def rows(results: dict) -> list[dict]:
     if "packing" in results:
         packing_rows(results["packing"], row)
     sampling_rows(results, peaks, row)
+    if "conditioning" in results:
+        conditioning_rows(results["conditioning"], row)
     return out
 
 
@@ -266,6 +271,28 @@ def sampling_rows(results: dict, peaks: dict, row) -> None:
             None,
             "MiB",
         )
+
+
+def conditioning_rows(cd: dict, row) -> None:
+    """Seconds per video of each way of prompting with frames vs plain generation of the same
+    video (ratio = plain / mode: 1 costs nothing extra)."""
+    for size, sz in cd["sizes"].items():
+        plain = sz["modes"]["plain"]["seconds"]
+        for mode, m in sz["modes"].items():
+            if mode == "plain":
+                continue
+            review = (
+                f", {m['input_review_seconds']:.2f} s of it reviewing the input" if m["input_review_seconds"] else ""
+            )
+            row(
+                f"{mode} {size}x{cd['frames']}, {cd['steps']} steps (s/video) vs plain generation; "
+                f"+{m['condition_tokens']} condition tokens on {sz['video_tokens']}{review}",
+                m["seconds"],
+                plain,
+                plain / m["seconds"],
+                None,
+                "s",
+            )
 
 
 def fmt(value, unit: str = "") -> str:

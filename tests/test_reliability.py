@@ -229,6 +229,13 @@ CASES = {
         bad=[["--n-prompts", "0"], ["--videos-per-prompt", "0"]],
         fail=("cinecube.data.shapes", "render"),  # the truth, after the first video is published
     ),
+    ("eval", "conditioning"): dict(
+        kind="folder",
+        name="conditioning",
+        argv=lambda c, out: ["eval", "conditioning", "--model", c["run"], "--n", "1", "--steps", "1", "--out", out],
+        bad=[["--n", "0"], ["--modes", "animate,fly"], ["--guidance", "-1"]],
+        fail=("cinecube.evaluate.conditioning", "write_report"),
+    ),
     ("detector", "train"): dict(
         kind="file",
         name="detector.json",

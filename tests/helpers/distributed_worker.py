@@ -24,9 +24,9 @@ def injected(model, autoencoder, text_encoder, objective, batch, keys, train, st
     loss, tokens = real_loss(model, autoencoder, text_encoder, objective, batch, keys, train, step, *rest)
     if failure == "nan-on-rank-1-step-1" and rank == 1 and step == 1:
         loss = loss * float("nan")
-    if failure == "exit-rank-1-step-3-first-attempt" and rank == 1 and step == 3:
-        if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
-            os._exit(1)
+    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    if failure == "exit-rank-1-step-3-first-attempt" and rank == 1 and step == 3 and first_attempt:
+        os._exit(1)
     return loss, tokens
 
 

@@ -108,6 +108,26 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     check.add_argument("--no-i3d-check", dest="i3d_check", action="store_false")
     a.set_defaults(func=cmd_eval_all)
 
+    c = eval_commands.add_parser(
+        "conditioning", help="prompting with images and videos (animate, extend, loop, connect, edit), from the pixels"
+    )
+    c.add_argument("--model", default=None, help="checkpoint or run folder (default: the bundled model)")
+    c.add_argument("--n", type=arg.positive_int, default=30, help="held-out cases per mode (default 30)")
+    c.add_argument("--steps", type=arg.positive_int, default=20)
+    c.add_argument("--guidance", type=arg.finite_float, default=3.0)
+    c.add_argument("--seed", type=arg.seed, default=1234, help="seed of the held-out cases")
+    c.add_argument(
+        "--modes",
+        type=_conditioning_modes,
+        default="animate,extend,loop,connect,edit",
+        help="comma-separated modes to measure (default: all; extend is measured forward and backward)",
+    )
+    arg.add_output(
+        c, "--out", kind="folder", required=True, help="report folder (conditioning.json, index.html, sheets/)"
+    )
+    arg.add_force(c, "an earlier conditioning report at --out")
+    c.set_defaults(func=cmd_eval_conditioning)
+
 
 def cmd_eval_adherence(args: argparse.Namespace) -> int:
     from ..evaluate.adherence import SHEET_FILES, evaluate_adherence, heldout_cases
@@ -303,4 +323,56 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
         )
     print(summary_table(results))
     print(f"wrote {out / 'report.json'} and {out / 'index.html'} ({results['stage_seconds']['total']:.0f} s)")
+    return 0
+
+
+def _conditioning_modes(text: str) -> tuple[str, ...]:
+    from ..evaluate.conditioning import parse_modes
+
+    return parse_modes(text)
+
+
+def cmd_eval_conditioning(args: argparse.Namespace) -> int:
+    from ..evaluate.adherence import heldout_cases
+    from ..evaluate.conditioning import FORMAT, evaluate_conditioning, is_report_folder, summary_table, write_report
+    from ..outputs import check_output_folder, staged_folder
+    from ..pipeline import MAX_GUIDANCE, MAX_STEPS, Pipeline
+
+    if args.steps > MAX_STEPS:
+        raise CinecubeError(f"--steps {args.steps} is not allowed; use 1..{MAX_STEPS}")
+    if not 0 <= args.guidance <= MAX_GUIDANCE:
+        raise CinecubeError(f"--guidance {args.guidance:g} is not allowed; use 0..{MAX_GUIDANCE:g} (1 = no guidance)")
+    out = check_output_folder(
+        args.out,
+        "--out",
+        kind="conditioning report",
+        is_ours=is_report_folder,
+        force=args.force,
+        sources=[args.model] if args.model else [],
+    )
+    started = time.time()
+    pipe = Pipeline.from_pretrained(args.model)
+    cases = heldout_cases(args.n, seed=args.seed)
+    # The report is made in a staged folder and renamed into place whole: a failure leaves nothing.
+    with staged_folder(out) as staged:
+        results = evaluate_conditioning(
+            pipe, cases, args.modes, steps=args.steps, guidance=args.guidance, sheets_dir=staged / "sheets", log=_log
+        )
+        report = {
+            "format": FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {"name": pipe.name, "path": str(args.model or "bundled"), "weights_sha256": pipe.weights_sha256},
+            "settings": {
+                "cases": args.n,
+                "seed": args.seed,
+                "steps": args.steps,
+                "guidance": args.guidance,
+                "modes": ",".join(args.modes),
+            },
+            **results,
+            "seconds_total": round(time.time() - started, 1),
+        }
+        write_report(staged, report)
+    print(summary_table(report))
+    print(f"wrote {out / 'conditioning.json'} and {out / 'index.html'} ({report['seconds_total']:.0f} s)")
     return 0
