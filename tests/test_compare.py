@@ -42,3 +42,17 @@ def test_a_model_that_loses_many_cases_is_significantly_worse():
 def test_reports_of_other_cases_are_refused():
     with pytest.raises(CinecubeError, match="same cases"):
         compare_reports(_report([True] * 3), _report([True] * 4))
+
+
+def test_the_command_prints_the_table_and_exits_1_when_worse(tmp_path, capsys):
+    import json
+
+    from cinecube.cli import main
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(_report([True] * 20 + [False] * 20)))
+    new.write_text(json.dumps(_report([False] * 12 + [True] * 8 + [False] * 20)))
+    assert main(["eval", "compare", str(old), str(new), "--out", str(tmp_path / "c.json")]) == 1
+    assert "worse" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())["attributes"]["color"]["lost"] == 12
+    assert main(["eval", "compare", str(old), str(old)]) == 0

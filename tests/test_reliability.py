@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -84,7 +85,20 @@ def ctx(tmp_path_factory, tiny_run):
     write_video(video, ShapesWorld(seed=0).sample_at(0, 32, 32, 5).video, fps=8)
     generated = root / "generated"
     generated.mkdir()
-    return {"run": tiny_run, "autoencoder": autoencoder, "video": video, "generated": generated, "root": root}
+    report = root / "adherence.json"  # a report of two cases, to compare with itself
+    report.write_text(
+        json.dumps(
+            {"records": [{"prompt": "a", "seed": i, "canvas": [], "results": {"color": True}} for i in range(2)]}
+        )
+    )
+    return {
+        "run": tiny_run,
+        "autoencoder": autoencoder,
+        "video": video,
+        "generated": generated,
+        "root": root,
+        "report": report,
+    }
 
 
 def _fake_detector(*args, **kwargs):
@@ -228,6 +242,13 @@ CASES = {
         ),
         bad=[["--n-prompts", "0"], ["--videos-per-prompt", "0"]],
         fail=("cinecube.data.shapes", "render"),  # the truth, after the first video is published
+    ),
+    ("eval", "compare"): dict(
+        kind="file",
+        name="compare.json",
+        argv=lambda c, out: ["eval", "compare", c["report"], c["report"], "--out", out],
+        bad=[["--bogus"]],
+        fail=("cinecube.evaluate.compare", "compare_reports"),
     ),
     ("eval", "conditioning"): dict(
         kind="folder",

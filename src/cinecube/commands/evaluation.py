@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,15 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     )
     check.add_argument("--no-i3d-check", dest="i3d_check", action="store_false")
     a.set_defaults(func=cmd_eval_all)
+
+    m = eval_commands.add_parser(
+        "compare", help="two adherence reports of the same prompts, case by case (exact McNemar per attribute)"
+    )
+    m.add_argument("old", help="adherence JSON of the model to compare against")
+    m.add_argument("new", help="adherence JSON of the new model (same --n and --seed)")
+    arg.add_output(m, "--out", kind="file", default=None, help="JSON file for the comparison")
+    arg.add_force(m)
+    m.set_defaults(func=cmd_eval_compare)
 
     c = eval_commands.add_parser(
         "conditioning", help="prompting with images and videos (animate, extend, loop, connect, edit), from the pixels"
@@ -205,6 +215,23 @@ def autoencoder_round_trip(autoencoder, scene, frames: int, height: int, width: 
     with torch.no_grad():
         decoded = autoencoder.decode(autoencoder.encode(frames_to_tensor(video)))
     return tensor_to_frames(decoded)[:frames]
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when the new model is nowhere significantly worse, 1 when it is on some attribute."""
+    from ..evaluate.compare import compare_reports, comparison_table
+
+    _check_json_out(args)
+    reports = []
+    for argument, path in (("OLD", args.old), ("NEW", args.new)):
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise CinecubeError(f"{argument} '{path}' is not a readable adherence report ({error})") from None
+    result = compare_reports(*reports)
+    print(comparison_table(result))
+    _write_json(args.out, result)
+    return 1 if result["any_significantly_worse"] else 0
 
 
 def _log(message: str) -> None:
