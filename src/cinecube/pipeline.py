@@ -21,7 +21,7 @@ import math
 import numbers
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,6 +47,7 @@ from .errors import InvalidRequestError, VideoIOError
 from .model_folder import WEIGHTS_FILE, load_model_folder, load_weights_into
 from .outputs import check_output_file
 from .patches import pack, token_grid, unpack
+from .prompting import expand as expand_prompt
 from .safety.guard import PublishResult, SafetySettings, check_prompt_allowed, publish
 from .safety.watermark import MIN_SIDE as WATERMARK_MIN_SIDE
 from .sampling import SAMPLERS, StepFn, classifier_free_guidance
@@ -101,6 +102,11 @@ class GeneratedVideo:
         check_output_path(path, self.frames.shape[0], force=True)
         check_fps(self.fps)
         generation = {k: self.info[k] for k in ("steps", "guidance", "sampler", "mode", "strength") if k in self.info}
+        expansion = self.info.get("expansion") or {}
+        if expansion.get("expanded", self.prompt) != self.prompt:
+            # What the model was given, by its hash (a manifest never holds a prompt's text).
+            generation["prompt_expanded_by"] = expansion["by"]
+            generation["expanded_prompt_sha256"] = hashlib.sha256(expansion["expanded"].encode()).hexdigest()
         self.published = publish(
             self.frames,
             path,
@@ -289,12 +295,18 @@ class Pipeline:
         sampler: str = "euler",
         progress: bool = True,
         on_step: StepFn | None = None,
+        expand: str | Callable[[str], str] | None = "builtin",
     ) -> GeneratedVideo:
         """Generate a video from a prompt, optionally conditioned on frames (`Keyframes`: an image
         to animate, a clip to continue, the ends of a transition) or started from a video
         (`EditFrom`: SDEdit). The helpers `animate`, `extend`, `loop`, `connect` and `edit` build
         the conditions and put the given frames back, untouched, into what they return.
-        `on_step(done, total)` is called after every sampling step (progress for a server)."""
+        `on_step(done, total)` is called after every sampling step (progress for a server).
+
+        `expand` rewrites the prompt into the caption style the model was trained on before it
+        is encoded (cinecube/prompting: "builtin", "none", "cmd:<shell command>", a function); the
+        policy checks the prompt as written and as expanded, and `info["expansion"]` says what
+        was given to the model."""
         frames, height, width, steps, guidance, seed = self.validate(
             prompt, frames, height, width, steps, guidance, seed
         )
@@ -302,6 +314,11 @@ class Pipeline:
             raise InvalidRequestError(f"sampler {sampler!r} is not allowed; use one of {sorted(SAMPLERS)}")
         keyframes, edit = check_conditions(conditions, frames, height, width)
         prompt_stage = check_prompt_allowed(prompt, self.safety)  # before any compute
+        expansion = expand_prompt(
+            prompt, expand, max_tokens=self.config.text_max_tokens, token_count=self.text_encoder.token_count
+        )
+        if expansion.changed:
+            check_prompt_allowed(expansion.expanded, self.safety)
         keyframes, edit = self._review_inputs(keyframes, edit)  # the given frames too, before any compute
         info = {
             "model": self.name,
@@ -309,6 +326,7 @@ class Pipeline:
             "steps": steps,
             "guidance": guidance,
             "sampler": sampler,
+            "expansion": expansion.to_dict(),
         }
         if edit is not None and edit.strength == 0:  # the input, as it is
             return GeneratedVideo(edit.frames, prompt, seed, info=info, safety=self.safety, prompt_stage=prompt_stage)
@@ -328,7 +346,7 @@ class Pipeline:
             self.model,
             self.autoencoder,
             self.text_encoder,
-            prompt,
+            expansion.expanded,
             frames,
             height,
             width,

@@ -32,6 +32,12 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
     a.add_argument("--guidance", type=float, default=3.0)
     a.add_argument("--seed", type=int, default=1234)
     arg.add_output(a, "--out", kind="file", default="adherence.json", help="JSON report path")
+    a.add_argument(
+        "--expand",
+        default="builtin",
+        metavar="SPEC",
+        help="prompt expansion, as generate's (default builtin; none measures the prompts as written)",
+    )
     arg.add_output(
         a, "--samples", kind="folder", default=None, help="folder for a contact sheet of the generated videos"
     )
@@ -140,7 +146,7 @@ def register(commands: argparse._SubParsersAction, eval_commands: argparse._SubP
 
 
 def cmd_eval_adherence(args: argparse.Namespace) -> int:
-    from ..evaluate.adherence import SHEET_FILES, evaluate_adherence, heldout_cases
+    from ..evaluate.adherence import SHEET_FILES, autoencoder_round_trip, evaluate_adherence, heldout_cases
     from ..outputs import check_output_file, check_output_folder, staged_folder, write_json
     from ..pipeline import Pipeline
 
@@ -178,6 +184,7 @@ def cmd_eval_adherence(args: argparse.Namespace) -> int:
             guidance=args.guidance,
             seed=case.seed,
             progress=False,
+            expand=args.expand,
         ).frames
 
     # The contact sheet is written into a staged folder, published with the report.
@@ -195,26 +202,9 @@ def _adherence_json(report, pipe, args: argparse.Namespace, cell: int) -> dict:
     result["model"].update(
         {"ceiling": "ground-truth renders through the model's autoencoder"}
         if args.ceiling
-        else {"steps": args.steps, "guidance": args.guidance}
+        else {"steps": args.steps, "guidance": args.guidance, "expand": args.expand}
     )
     return result
-
-
-def autoencoder_round_trip(autoencoder, scene, frames: int, height: int, width: int):
-    """The world's render of `scene` at (frames, height, width), encoded and decoded: uint8
-    (T, H, W, 3). Frames beyond the autoencoder's causal layout are rendered, then dropped."""
-    import dataclasses
-
-    import torch
-
-    from ..autoencoder import frames_to_tensor, tensor_to_frames
-    from ..data.shapes import render
-
-    made = autoencoder.frames_covering(frames)
-    video = render(dataclasses.replace(scene, frames=made, height=height, width=width))
-    with torch.no_grad():
-        decoded = autoencoder.decode(autoencoder.encode(frames_to_tensor(video)))
-    return tensor_to_frames(decoded)[:frames]
 
 
 def cmd_eval_compare(args: argparse.Namespace) -> int:

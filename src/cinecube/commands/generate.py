@@ -49,7 +49,24 @@ def add_generation_arguments(p: argparse.ArgumentParser, fps_default: float | No
     )
     arg.add_output(p, "-o", "--output", kind="file", default="out.mp4", help="output .mp4, .gif or (one frame) .png")
     arg.add_force(p)
+    add_expand_arguments(p)
     add_safety_arguments(p)
+
+
+def add_expand_arguments(p: argparse.ArgumentParser) -> None:
+    """Prompt expansion (cinecube/prompting): on by default, since the model follows prompts in
+    its training captions' style best (docs/prompt-expansion.md)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--expand",
+        default="builtin",
+        metavar="SPEC",
+        help="rewrite the prompt in the style the model was trained on before encoding it: builtin (default), "
+        "builtin:detailed, or cmd:<shell command> (reads the prompt on stdin, prints the expansion)",
+    )
+    group.add_argument(
+        "--no-expand", dest="expand", action="store_const", const="none", help="use the prompt as written"
+    )
 
 
 def add_safety_arguments(p: argparse.ArgumentParser, *, reconstruction: bool = False) -> None:
@@ -103,6 +120,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "sampler": args.sampler,
         "progress": sys.stderr.isatty(),
+        "expand": args.expand,
     }
 
 
@@ -136,6 +154,11 @@ def run_generation(
     result = video.published
     t, h, w = video.frames.shape[:3]
     mode = f" ({video.info['mode']})" if "mode" in video.info else ""
+    expansion = video.info.get("expansion") or {}
+    if expansion.get("expanded", args.prompt) != args.prompt:
+        print(f"prompt expanded ({expansion['by']}): {expansion['expanded']}")
+    elif expansion.get("by", "none") != "none":
+        print(f"prompt used as written ({expansion['reason']})")
     print(f"wrote {path}{mode} ({t} frames, {w}x{h}, {time.time() - started:.1f} s)")
     if result.watermark_payload:
         print(f"  watermark payload {result.watermark_payload}; output sha256 {result.output_sha256[:16]}...")

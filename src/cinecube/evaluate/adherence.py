@@ -616,6 +616,23 @@ def _occludes(scene: Scene) -> bool:
     return False
 
 
+def autoencoder_round_trip(autoencoder, scene: Scene, frames: int, height: int, width: int) -> np.ndarray:
+    """The world's render of `scene` at (frames, height, width), encoded and decoded: uint8
+    (T, H, W, 3), the most a model in that latent space can show. Frames beyond the
+    autoencoder's causal layout are rendered, then dropped."""
+    import dataclasses
+
+    import torch
+
+    from cinecube.autoencoder import frames_to_tensor, tensor_to_frames
+
+    made = autoencoder.frames_covering(frames)
+    video = render(dataclasses.replace(scene, frames=made, height=height, width=width))
+    with torch.no_grad():
+        decoded = autoencoder.decode(autoencoder.encode(frames_to_tensor(video)))
+    return tensor_to_frames(decoded)[:frames]
+
+
 def ground_truth_generate(case: EvalCase) -> np.ndarray:
     """The perfect answer to a case: its scene rendered by the world itself."""
     return render(case.scene)

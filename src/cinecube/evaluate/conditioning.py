@@ -480,7 +480,7 @@ def ceiling(plan: Plan, autoencoder: Any) -> np.ndarray | None:
     through the autoencoder, with the given frames put back. None for loop (no perfect answer)."""
     if plan.run == "loop":
         return None
-    from cinecube.commands.evaluation import autoencoder_round_trip
+    from cinecube.evaluate.adherence import autoencoder_round_trip
 
     scene = plan.case.scene
     video = autoencoder_round_trip(autoencoder, scene, scene.frames, scene.height, scene.width).copy()
