@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "footage",
     "autoencoder_training",
     "detector",
+    "serve",
 )
 
 

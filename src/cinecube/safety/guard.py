@@ -82,6 +82,7 @@ class PublishResult:
     watermark_payload: str | None  # hex, None when the watermark was skipped
     stages: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    request_id: str | None = None  # the audit record's (and the manifest's) id of this request
 
 
 def check_settings(settings: SafetySettings) -> None:
@@ -368,4 +369,4 @@ def publish(
                 },
             )
         raise
-    return PublishResult(target, digest, payload_hex, stages, settings.skipped)
+    return PublishResult(target, digest, payload_hex, stages, settings.skipped, request_id)
